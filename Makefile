@@ -1,0 +1,35 @@
+# One place that knows how to set up this project on a fresh machine.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+TORCH   ?= torch==2.13.0
+STAMP   := $(VENV)/.installed
+
+.PHONY: setup test test-all demo schema clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v dot >/dev/null 2>&1 || { echo "installing graphviz (dot)"; \
+	  (apt-get update -qq && apt-get install -y -qq graphviz) >/dev/null 2>&1 || \
+	  echo "warning: could not install graphviz; rendering to images will be unavailable"; }
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q -m "not slow and not gpu"
+
+test-all: setup
+	$(BIN)/python -m pytest -q
+
+demo: setup
+	$(BIN)/python tools/demo.py
+
+schema: setup
+	$(BIN)/tnnspec schema -o schemas/tnnspec.schema.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info

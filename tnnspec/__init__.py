@@ -1,0 +1,24 @@
+"""tnnspec: brain-area graphs with typed, timed edges — validated, scheduled, compiled to torch.
+
+>>> import tnnspec
+>>> spec = tnnspec.load("graphs/ventral4.yaml")   # raises tnnspec.SpecError listing every problem
+>>> net = tnnspec.compile(spec)                    # a torch.nn.Module unrolled in time
+"""
+
+from __future__ import annotations
+
+from .api import check_file, dumps, load, loads
+from .spec.diagnostics import Diagnostic, SpecError
+from .spec.models import Spec
+
+__version__ = "0.1.0"
+__all__ = ["Spec", "SpecError", "Diagnostic", "load", "loads", "dumps", "check_file", "compile", "__version__"]
+
+
+def compile(spec, **options):  # noqa: A001  (mirrors torch.compile's naming on purpose)
+    """Compile a validated :class:`Spec` (or a path) into a :class:`tnnspec.compile.Network`."""
+    from .compile.network import Network
+
+    if not isinstance(spec, Spec):
+        spec = load(spec)
+    return Network(spec, **options)

@@ -1,0 +1,121 @@
+"""The time rules of tnnspec, each written once (docs/time.md explains them).
+
+1. Delay of an edge: its ``delay`` (steps); else ``ceil(delay_ms / dt_ms)`` — a signal is never
+   delivered earlier than its latency allows; else ``time.default_delay``.
+2. Arrival step of an area: the earliest step at which any input can reach it through driving
+   edges (feedforward, lateral, feedback, skip), honouring each edge's delay and ``from_step``.
+3. Delivery: edge e (source s, delay d) delivers at step t iff t >= from_step, t - d >= 0 and s
+   is active at t - d (inputs always are; an area is active from its arrival step, or from step 0
+   when it is ``zero_drive``).
+4. Computation: an area computes at step t iff it is active at t; a silent area outputs exactly
+   zero before its arrival step.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+
+import networkx as nx
+
+from ..spec.models import BOTTOM_UP, DRIVING, Spec
+
+PRESETS = {
+    "biological": {t: 1 for t in ("feedforward", "lateral", "feedback", "skip", "attention", "normalization")},
+    "sweep": {"feedforward": 0, "skip": 0, "lateral": 1, "feedback": 1, "attention": 1, "normalization": 1},
+}
+MS_TOLERANCE = 1e-9
+
+
+def ms_to_steps(delay_ms: float, dt_ms: float) -> int:
+    """Milliseconds to steps: ``ceil(delay_ms / dt_ms)`` (with a 1e-9 tolerance for float noise)."""
+    return max(0, math.ceil(delay_ms / dt_ms - MS_TOLERANCE))
+
+
+def edge_delay(spec: Spec, index: int) -> int:
+    """The delay in steps of edge ``index`` (rule 1)."""
+    edge = spec.edges[index]
+    if edge.delay is not None:
+        return edge.delay
+    if edge.delay_ms is not None:
+        return ms_to_steps(edge.delay_ms, spec.time.dt_ms)
+    default = spec.time.default_delay
+    if isinstance(default, int):
+        return default
+    if isinstance(default, str):
+        if edge.source in spec.inputs:
+            return 0
+        return PRESETS[default][edge.type]
+    return default.get(edge.type, 0 if edge.source in spec.inputs else 1)
+
+
+def edge_delays(spec: Spec) -> list[int]:
+    return [edge_delay(spec, i) for i in range(len(spec.edges))]
+
+
+def graph(spec: Spec, delays: list[int] | None = None) -> nx.MultiDiGraph:
+    """The spec as a networkx MultiDiGraph: nodes are inputs and areas, edges keyed by index."""
+    delays = edge_delays(spec) if delays is None else delays
+    g = nx.MultiDiGraph()
+    for name, inp in spec.inputs.items():
+        g.add_node(name, kind="input", level=0.0)
+    for name, area in spec.areas.items():
+        g.add_node(name, kind="area", level=area.level)
+    for i, e in enumerate(spec.edges):
+        if e.source in g and e.target in g:
+            g.add_edge(e.source, e.target, key=i, type=e.type, delay=delays[i], from_step=e.from_step)
+    return g
+
+
+def arrival_steps(spec: Spec, delays: list[int] | None = None) -> dict[str, int | None]:
+    """Rule 2: earliest step each node can be reached from an input (None: never).
+
+    A Dijkstra search over the networkx graph where crossing edge e from a node reached at
+    step a reaches its target at ``max(a + delay, from_step)`` — monotone in ``a``, so the
+    greedy order is exact. O(E log V); no path enumeration.
+    """
+    g = graph(spec, delays)
+    best: dict[str, int] = {}
+    heap = [(0, name) for name in spec.inputs]
+    heapq.heapify(heap)
+    while heap:
+        step, node = heapq.heappop(heap)
+        if node in best:
+            continue
+        best[node] = step
+        for _, target, data in g.out_edges(node, data=True):
+            if data["type"] in DRIVING and target not in best:
+                heapq.heappush(heap, (max(step + data["delay"], data["from_step"]), target))
+    return {name: best.get(name) for name in list(spec.inputs) + list(spec.areas)}
+
+
+def active(spec: Spec, arrival: dict[str, int | None], node: str, step: int) -> bool:
+    """Rule 3/4: whether ``node`` produces a (possibly zero-driven) output at ``step``."""
+    if step < 0:
+        return False
+    if node in spec.inputs:
+        return True
+    area = spec.areas[node]
+    if area.before_arrival == "zero_drive":
+        return True
+    a = arrival[node]
+    return a is not None and step >= a
+
+
+def delivers(spec: Spec, arrival, index: int, delay: int, step: int) -> bool:
+    """Rule 3: whether edge ``index`` delivers a term at ``step``."""
+    edge = spec.edges[index]
+    return step >= edge.from_step and active(spec, arrival, edge.source, step - delay)
+
+
+def default_steps(spec: Spec, arrival: dict[str, int | None]) -> int:
+    """T when ``time.steps`` is not given: latest arrival of a readout source (or any area) + 1."""
+    if spec.time.steps is not None:
+        return spec.time.steps
+    names = [r.source for r in spec.readouts.values()] or list(spec.areas)
+    reached = [arrival[n] for n in names if arrival.get(n) is not None]
+    return (max(reached) if reached else 0) + 1
+
+
+def is_bottom_up(edge_type: str) -> bool:
+    return edge_type in BOTTOM_UP

@@ -1,0 +1,80 @@
+"""Loading a spec: parse -> version check -> resolve -> structural validation.
+
+Graph-level checks (endpoints, delay-0 cycles, shapes) need the graph stage and run in
+:func:`tnnspec.load`; this module is the structural tier only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .diagnostics import Diagnostic, Pos, Report, SpecError
+from .errors import translate
+from .models import FORMAT_VERSIONS, Spec
+from .resolve import resolve
+from .source import LMap, parse_text, read_file
+
+
+class SourceMap:
+    """Where each part of a loaded spec is written: ``where(("edges", 3, "target"))``."""
+
+    def __init__(self, tree: Any, file: str):
+        self.tree = tree
+        self.file = file
+
+    def where(self, path: tuple | list, key: bool = False) -> Pos:
+        node, pos = self.tree, Pos(self.file)
+        if isinstance(node, LMap):
+            pos = node.pos
+        for seg in path:
+            if isinstance(node, LMap) and seg in node:
+                pos = node.where_key(seg) if key else node.where_value(seg)
+                node = node[seg]
+            elif isinstance(node, list) and isinstance(seg, int) and 0 <= seg < len(node):
+                pos = node.where_item(seg)
+                node = node[seg]
+            else:
+                break
+        return pos
+
+
+def _check_version(tree: LMap, file: str) -> None:
+    if "tnnspec" not in tree:
+        raise SpecError([Diagnostic.at(tree.pos, "error",
+                                       "missing 'tnnspec' format version at the top, e.g. tnnspec: \"1.0\"")])
+    raw = tree["tnnspec"]
+    version = str(raw)
+    if version not in FORMAT_VERSIONS:
+        raise SpecError([Diagnostic.at(tree.where_value("tnnspec"), "error",
+                                       f"tnnspec: format version '{version}' is not supported; "
+                                       f"supported: {', '.join(FORMAT_VERSIONS)}")])
+    tree["tnnspec"] = version
+
+
+def validate_tree(tree: Any, file: str) -> tuple[Spec, SourceMap]:
+    """Structural tier on a parsed tree: returns the Spec and its source map, or raises."""
+    if not isinstance(tree, LMap):
+        kind = "a list" if isinstance(tree, list) else f"a {type(tree).__name__} value"
+        raise SpecError([Diagnostic(file, 1, 1, "error",
+                                    f"top level must be a mapping with keys tnnspec, name, inputs, areas, "
+                                    f"edges, ...; got {kind}")])
+    _check_version(tree, file)
+    report = Report()
+    resolved = resolve(tree, report)
+    report.raise_if_errors()
+    try:
+        spec = Spec.model_validate(resolved)
+    except ValidationError as exc:
+        raise SpecError(translate(exc.errors(), resolved, Spec)) from None
+    return spec, SourceMap(resolved, file)
+
+
+def parse_spec_file(path: str | Path) -> tuple[Spec, SourceMap]:
+    return validate_tree(read_file(path), str(path))
+
+
+def parse_spec_text(text: str, file: str = "<string>") -> tuple[Spec, SourceMap]:
+    return validate_tree(parse_text(text, file), file)

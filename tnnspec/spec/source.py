@@ -1,0 +1,214 @@
+"""Safe YAML/JSON reading into a *located* tree.
+
+Files are parsed with ruamel.yaml's composer (YAML 1.2, so ``on``/``no`` stay strings)
+and turned into plain ``dict``/``list``/scalar values by our own code:
+
+* only the YAML core tags (map, seq, str, int, float, bool, null) are accepted —
+  a tag such as ``!!python/object`` is refused, nothing is ever imported or evaluated;
+* duplicate keys are an error (never last-one-wins);
+* every mapping key, mapping value and list item remembers where its text is
+  (:class:`~tnnspec.spec.diagnostics.Pos`), so later checks can point at it.
+
+:class:`LMap` and :class:`LList` are ``dict``/``list`` subclasses carrying positions; they
+pass through pydantic like ordinary containers.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+from .diagnostics import Diagnostic, Pos, Report, SpecError
+
+CORE = "tag:yaml.org,2002:"
+MERGE_KEY = "<<"
+
+
+class LMap(dict):
+    """A mapping that remembers where it, its keys and its values are in a file."""
+
+    pos: Pos
+    key_pos: dict
+    val_pos: dict
+
+    def __init__(self, *args, pos: Pos | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pos = pos or Pos("<memory>")
+        self.key_pos = {}
+        self.val_pos = {}
+
+    def set(self, key, value, key_pos: Pos, val_pos: Pos) -> None:
+        self[key] = value
+        self.key_pos[key] = key_pos
+        self.val_pos[key] = val_pos
+
+    def where_key(self, key) -> Pos:
+        return self.key_pos.get(key, self.pos)
+
+    def where_value(self, key) -> Pos:
+        return self.val_pos.get(key, self.pos)
+
+    def copy(self) -> "LMap":
+        new = LMap(self, pos=self.pos)
+        new.key_pos = dict(self.key_pos)
+        new.val_pos = dict(self.val_pos)
+        return new
+
+
+class LList(list):
+    """A list that remembers where it and each of its items are in a file."""
+
+    pos: Pos
+    item_pos: list
+
+    def __init__(self, *args, pos: Pos | None = None):
+        super().__init__(*args)
+        self.pos = pos or Pos("<memory>")
+        self.item_pos = []
+
+    def where_item(self, index: int) -> Pos:
+        if 0 <= index < len(self.item_pos):
+            return self.item_pos[index]
+        return self.pos
+
+
+def node_pos(node, file: str) -> Pos:
+    mark = node.start_mark
+    return Pos(file, mark.line + 1, mark.column + 1)
+
+
+def _scalar(node: ScalarNode, file: str, report: Report) -> Any:
+    tag, text = node.tag, node.value
+    if tag == CORE + "str":
+        return text
+    if tag == CORE + "null":
+        return None
+    if tag == CORE + "bool":
+        return text.lower() == "true"
+    if tag == CORE + "int":
+        clean = text.replace("_", "")
+        try:
+            return int(clean, 10)
+        except ValueError:
+            return int(clean, 0)
+    if tag == CORE + "float":
+        low = text.lower().replace("_", "")
+        if low.endswith(".inf"):
+            return -math.inf if low.startswith("-") else math.inf
+        if low.endswith(".nan"):
+            return math.nan
+        return float(low)
+    report.error(node_pos(node, file), _bad_tag(tag))
+    return None
+
+
+def _bad_tag(tag: str) -> str:
+    shown = tag.replace(CORE, "!!")
+    return (f"YAML tag '{shown}' is not allowed: tnnspec files are plain data "
+            "(mappings, lists, strings, numbers, booleans, null); nothing is imported or evaluated")
+
+
+def _convert(node, file: str, report: Report) -> Any:
+    if isinstance(node, ScalarNode):
+        return _scalar(node, file, report)
+    if isinstance(node, SequenceNode):
+        if node.tag != CORE + "seq":
+            report.error(node_pos(node, file), _bad_tag(node.tag))
+            return None
+        out = LList(pos=node_pos(node, file))
+        for item in node.value:
+            out.append(_convert(item, file, report))
+            out.item_pos.append(node_pos(item, file))
+        return out
+    if isinstance(node, MappingNode):
+        if node.tag != CORE + "map":
+            report.error(node_pos(node, file), _bad_tag(node.tag))
+            return None
+        return _mapping(node, file, report)
+    report.error(node_pos(node, file), "unsupported YAML node")
+    return None
+
+
+def _mapping(node: MappingNode, file: str, report: Report) -> LMap:
+    out = LMap(pos=node_pos(node, file))
+    merged: list[LMap] = []
+    for key_node, value_node in node.value:
+        kpos = node_pos(key_node, file)
+        if not isinstance(key_node, ScalarNode):
+            report.error(kpos, "mapping keys must be plain strings")
+            continue
+        if key_node.tag == CORE + "merge" or key_node.value == MERGE_KEY:
+            value = _convert(value_node, file, report)
+            sources = value if isinstance(value, list) else [value]
+            merged.extend(s for s in sources if isinstance(s, LMap))
+            continue
+        key = _scalar(key_node, file, report)
+        if not isinstance(key, str):
+            key = str(key) if key is not None else "null"
+        if key in out:
+            first = out.key_pos[key]
+            report.error(kpos, f"duplicate key '{key}' (first defined at line {first.line}); "
+                               "each key may appear once")
+            continue
+        out.set(key, _convert(value_node, file, report), kpos, node_pos(value_node, file))
+    for source in merged:  # YAML merge keys: explicit keys win
+        for key, value in source.items():
+            if key not in out:
+                out.set(key, value, source.where_key(key), source.where_value(key))
+    return out
+
+
+def _yaml_problem(exc: MarkedYAMLError, text: str, file: str) -> Diagnostic:
+    mark = exc.problem_mark or exc.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    lines = text.splitlines()
+    source_line = lines[line - 1] if 0 < line <= len(lines) else ""
+    if "\t" in source_line and ("'\\t'" in str(exc) or "tab" in str(exc).lower()):
+        col = source_line.index("\t") + 1
+        message = "tab character: YAML indents with spaces, never tabs"
+    else:
+        problem = (exc.problem or exc.context or "invalid YAML").strip()
+        message = f"YAML syntax error: {problem}"
+    return Diagnostic(file, line, col, "error", message)
+
+
+def parse_text(text: str, file: str = "<string>") -> Any:
+    """Parse YAML or JSON text into a located tree; raise :class:`SpecError` on any problem."""
+    report = Report()
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    try:
+        node = YAML(typ="rt").compose(text)
+    except MarkedYAMLError as exc:
+        raise SpecError([_yaml_problem(exc, text, file)]) from None
+    except YAMLError as exc:
+        raise SpecError([Diagnostic(file, 1, 1, "error", f"YAML error: {exc}")]) from None
+    if node is None:
+        raise SpecError([Diagnostic(file, 1, 1, "error",
+                                    "file is empty: a tnnspec file is a mapping that starts with "
+                                    "'tnnspec: \"1.0\"'")])
+    tree = _convert(node, file, report)
+    report.raise_if_errors()
+    return tree
+
+
+def read_file(path: str | Path) -> Any:
+    """Read and parse a spec file; an unreadable file is a located :class:`SpecError` too."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([Diagnostic(name, 1, 1, "error", "file not found")]) from None
+    except IsADirectoryError:
+        raise SpecError([Diagnostic(name, 1, 1, "error", "is a directory, not a spec file")]) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError([Diagnostic(name, 1, 1, "error",
+                                    f"file is not UTF-8 text ({exc.reason})")]) from None
+    except OSError as exc:
+        raise SpecError([Diagnostic(name, 1, 1, "error", f"cannot read file: {exc.strerror}")]) from None
+    return parse_text(text, name)
