@@ -1,0 +1,224 @@
+"""The compiled network: executes a plan step by step.
+
+All graph analysis happened in :func:`tnnspec.graph.plan.build_plan`; here each step is a
+loop over the plan's precomputed area steps, each reading the delivered terms from a
+per-source history that keeps only as many past steps as the plan says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..graph.plan import Plan, build_plan
+from ..spec.components import ShapeContext
+from ..spec.models import Normalization, Spec
+from .modules import AreaModule, DivisiveTerm, EdgeModule, ReadoutModule, gain_view
+
+
+@dataclass
+class Run:
+    """What a forward pass returns: readouts at every step, and the recorded areas."""
+
+    readouts: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [T, B, ...]
+    areas: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [T, B, ...]
+
+
+class Network(nn.Module):
+    """A spec compiled to a torch module. ``net(x, steps=None, record=())`` returns a :class:`Run`.
+
+    ``x`` is a tensor for a single-input spec ([B, C, H, W], or [B, T, C, H, W] for a sequence
+    input) or a mapping input name -> tensor. ``tbptt=k`` cuts gradients every k steps
+    (truncated backpropagation through time).
+    """
+
+    def __init__(self, spec: Spec, tbptt: int | None = None):
+        super().__init__()
+        self.spec = spec
+        self.tbptt = tbptt
+        self._plans: dict[int, Plan] = {}
+        plan = self.plan = self.plan_for(None)
+        shapes = plan.shapes
+        T = plan.steps
+        self.areas = nn.ModuleDict({
+            name: AreaModule(area, shapes.drive[name], shapes.output[name], T, spec.time.dt_ms)
+            for name, area in spec.areas.items()})
+        self.edges = nn.ModuleDict()
+        self.divisive: dict[str, DivisiveTerm] = {}
+        for i, e in enumerate(spec.edges):
+            name = plan.edge_names[i]
+            target_hw = tuple(shapes.drive[e.target][1:3]) if len(shapes.drive[e.target]) == 3 else None
+            ctx = ShapeContext(channels=spec.areas[e.target].channels, target_hw=target_hw)
+            self.edges[name] = EdgeModule(e, shapes.of(e.source), ctx, T)
+            if isinstance(e, Normalization):
+                self.divisive[name] = DivisiveTerm(e)
+        self.readouts = nn.ModuleDict({
+            name: ReadoutModule(r, shapes.output[r.source], T) for name, r in spec.readouts.items()})
+
+    # ------------------------------------------------------------------ plans and inputs
+    def plan_for(self, steps: int | None) -> Plan:
+        """The plan for ``steps`` steps (``None``: the spec's horizon), cached."""
+        key = -1 if steps is None else int(steps)
+        if key not in self._plans:
+            self._plans[key] = build_plan(self.spec, steps)
+        return self._plans[key]
+
+    def example_inputs(self, batch_size: int = 2, steps: int | None = None, seed: int | None = 0):
+        """Random inputs valid for this spec (a tensor, or a dict for several inputs)."""
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        T = self.plan_for(steps).steps
+        param = next(self.parameters(), None)
+        kw = dict(dtype=param.dtype if param is not None else torch.float32)
+        out = {}
+        for name, inp in self.spec.inputs.items():
+            shape = [batch_size] + ([T] if inp.schedule.type == "sequence" else []) + list(inp.shape)
+            x = torch.randn(shape, generator=gen, **kw)
+            out[name] = x.to(param.device) if param is not None else x
+        return next(iter(out.values())) if len(out) == 1 else out
+
+    def _inputs(self, x, T: int) -> dict[str, torch.Tensor]:
+        names = list(self.spec.inputs)
+        if isinstance(x, torch.Tensor):
+            if len(names) != 1:
+                raise ValueError(f"this network has inputs {names}: pass a dict name -> tensor")
+            x = {names[0]: x}
+        if not isinstance(x, dict):
+            raise TypeError(f"expected a tensor or a dict of tensors, got {type(x).__name__}")
+        missing, unknown = set(names) - set(x), set(x) - set(names)
+        if missing or unknown:
+            raise ValueError(f"inputs: missing {sorted(missing)}, unknown {sorted(unknown)}; expected {names}")
+        for name, inp in self.spec.inputs.items():
+            t = x[name]
+            seq = inp.schedule.type == "sequence"
+            want = list(inp.shape)
+            got = list(t.shape[2:] if seq else t.shape[1:])
+            if got != want or t.dim() != len(want) + (2 if seq else 1):
+                form = "[B, T, " if seq else "[B, "
+                raise ValueError(f"input '{name}': expected shape {form}{', '.join(map(str, want))}], "
+                                 f"got {list(t.shape)}")
+            if seq and t.shape[1] < T:
+                raise ValueError(f"input '{name}': sequence has {t.shape[1]} frames but the run has {T} steps")
+        return x
+
+    def _frame(self, name: str, x: torch.Tensor, t: int, blanks: dict) -> torch.Tensor:
+        sched = self.spec.inputs[name].schedule
+        if sched.type == "sequence":
+            return x[:, t]
+        if sched.type == "on_off" and not (sched.on <= t and (sched.off is None or t < sched.off)):
+            if name not in blanks:
+                blanks[name] = torch.full_like(x, sched.blank)
+            return blanks[name]
+        return x
+
+    # ------------------------------------------------------------------ execution
+    def forward(self, x, steps: int | None = None, record=()) -> Run:
+        plan = self.plan_for(steps)
+        xs = self._inputs(x, plan.steps)
+        first = next(iter(xs.values()))
+        batch, dtype, device = first.shape[0], first.dtype, first.device
+        record = tuple(record)
+        for name in record:
+            if name not in self.areas:
+                raise ValueError(f"record: unknown area '{name}'; areas: {list(self.areas)}")
+        outputs: dict[str, dict[int, torch.Tensor]] = {n: {} for n in list(self.spec.inputs) + list(self.areas)}
+        states: dict[str, object] = {}
+        zeros: dict[str, torch.Tensor] = {}
+        blanks: dict[str, torch.Tensor] = {}
+        recorded: dict[str, list] = {n: [] for n in record}
+        readouts: dict[str, list] = {n: [] for n in self.readouts}
+        totals: dict[str, torch.Tensor] = {}
+
+        def zero(name: str, shape) -> torch.Tensor:
+            if name not in zeros:
+                zeros[name] = torch.zeros((batch,) + tuple(shape), dtype=dtype, device=device)
+            return zeros[name]
+
+        for t, area_steps in enumerate(plan.schedule):
+            if self.tbptt and t and t % self.tbptt == 0:
+                outputs = {n: {s: v.detach() for s, v in h.items()} for n, h in outputs.items()}
+                states = {n: _detach(s) for n, s in states.items()}
+            for name, inp in xs.items():
+                outputs[name][t] = self._frame(name, inp, t, blanks)
+            computed = set()
+            for step in area_steps:
+                outputs[step.area][t] = self._update(step, outputs, states, t, zero)
+                computed.add(step.area)
+            for name, module in self.areas.items():
+                if name not in computed:  # silent: exactly zero, nothing computed
+                    outputs[name][t] = module.probe(zero("out:" + name, module.out_shape))
+            for name in record:
+                recorded[name].append(outputs[name][t])
+            for name, head in self.readouts.items():
+                src = self.spec.readouts[name].source
+                if src in computed:
+                    y = head(outputs[src][t], t)
+                else:
+                    y = zero("readout:" + name, plan.shapes.readout[name])
+                if head.cumulative:
+                    y = totals[name] + y if name in totals else y
+                    totals[name] = y
+                readouts[name].append(y)
+            for name, history in outputs.items():  # drop what no edge will read again
+                history.pop(t - plan.history.get(name, 0) - 1, None)
+        return Run(readouts={n: torch.stack(v) for n, v in readouts.items()},
+                   areas={n: torch.stack(v) for n, v in recorded.items()})
+
+    def _update(self, step, outputs, states, t: int, zero) -> torch.Tensor:
+        area = self.areas[step.area]
+        combine = self.spec.areas[step.area].combine
+        bottom, recurrent, driving = [], [], []
+        drive = None
+        for read in step.reads:
+            y = self.edges[read.name](outputs[read.source][read.at], t)
+            if read.role == "bottom_up":
+                bottom.append(y)
+                driving.append(y)
+            elif read.role == "recurrent":
+                recurrent.append(y)
+                driving.append(y)
+            else:
+                if drive is None:
+                    drive = self._combine(combine, driving, bottom, recurrent, step.area, zero)
+                if read.role == "gain":
+                    drive = drive * gain_view(y, drive)
+                elif read.role == "relative_gain":
+                    drive = drive * (1 + gain_view(y, drive))
+                else:
+                    drive = self.divisive[read.name](drive, y)
+        if drive is None:
+            drive = self._combine(combine, driving, bottom, recurrent, step.area, zero)
+        if step.area in states:
+            state = states[step.area]
+        else:
+            state = area.cell.initial_state(drive)
+        y, state = area.cell(drive, state, t)
+        y = area.ops(y, t)
+        states[step.area] = area.cell.after_ops(y, state)
+        return area.probe(y)
+
+    def _combine(self, combine: str, driving, bottom, recurrent, name: str, zero) -> torch.Tensor:
+        if not driving:
+            return zero("drive:" + name, self.areas[name].drive_shape)
+        if combine == "concat":
+            return torch.cat(driving, dim=1)
+        if combine == "multiplicative":
+            b = _sum(bottom) if bottom else zero("drive:" + name, self.areas[name].drive_shape)
+            return b * (1 + _sum(recurrent)) if recurrent else b
+        return _sum(driving)
+
+
+def _sum(terms: list[torch.Tensor]) -> torch.Tensor:
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
+def _detach(state):
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    if isinstance(state, (tuple, list)):
+        return type(state)(_detach(s) for s in state)
+    return state
