@@ -10,15 +10,8 @@ from __future__ import annotations
 from .api import check_file, dumps, load, loads
 from .spec.diagnostics import Diagnostic, SpecError
 from .spec.models import Spec
+from . import compile  # noqa: E402  (callable: tnnspec.compile(spec) -> Network)
 
 __version__ = "0.1.0"
 __all__ = ["Spec", "SpecError", "Diagnostic", "load", "loads", "dumps", "check_file", "compile", "__version__"]
 
-
-def compile(spec, **options):  # noqa: A001  (mirrors torch.compile's naming on purpose)
-    """Compile a validated :class:`Spec` (or a path) into a :class:`tnnspec.compile.Network`."""
-    from .compile.network import Network
-
-    if not isinstance(spec, Spec):
-        spec = load(spec)
-    return Network(spec, **options)

@@ -3,7 +3,7 @@
 Every cell is ``forward(drive, state, step) -> (output, new_state)`` with ``state`` as
 returned by :meth:`initial_state` (zeros on the drive's device and dtype).  Step-dependent
 behaviour uses only the Python int ``step`` and no module is mutated in ``forward``, so the
-cells trace under ``torch.compile``.  Convs are ``nn.Conv2d`` with ``padding='same'``
+cells trace under ``torch.compile``.  Convs are ``nn.Conv2d`` (:class:`SameConv2d`) with SAME padding
 (``k // 2`` each side for odd kernels; TensorFlow's bottom/right extra for even ones).
 Convs that read the same tensor are kept as separately named modules (so published weights
 map onto them one to one) and run as one fused conv (:func:`fused_conv`).
@@ -31,19 +31,39 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
 }
 
 
-def same_conv(c_in: int, c_out: int, kernel, bias: bool, groups: int = 1) -> nn.Conv2d:
-    """Stride-1 conv that keeps the map size (tnn's SAME padding)."""
-    return nn.Conv2d(c_in, c_out, pair(kernel), padding="same", bias=bias, groups=groups)
+class SameConv2d(nn.Conv2d):
+    """Stride-1 conv that keeps the map size (tnn's SAME padding): ``k // 2`` on each side
+    for odd kernels; for even ones the extra row/column goes bottom/right (explicit pad)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel, bias: bool, groups: int = 1):
+        kh, kw = pair(kernel)
+        super().__init__(c_in, c_out, (kh, kw), padding=(kh // 2 if kh % 2 else 0, kw // 2 if kw % 2 else 0),
+                         bias=bias, groups=groups)
+        pads = [((k - 1) // 2, k - 1 - (k - 1) // 2) if k % 2 == 0 else (0, 0) for k in (kw, kh)]
+        self.extra_pad = None if kh % 2 and kw % 2 else (*pads[0], *pads[1])
+
+    def conv_with(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        """This conv's geometry with the given weights (used to fuse convs)."""
+        if self.extra_pad is not None:
+            x = F.pad(x, self.extra_pad)
+        return F.conv2d(x, weight, bias, 1, self.padding, 1, self.groups)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv_with(x, self.weight, self.bias)
 
 
-def fused_conv(convs: list[nn.Conv2d], x: Tensor) -> tuple[Tensor, ...]:
+def same_conv(c_in: int, c_out: int, kernel, bias: bool, groups: int = 1) -> SameConv2d:
+    return SameConv2d(c_in, c_out, kernel, bias, groups)
+
+
+def fused_conv(convs: list[SameConv2d], x: Tensor) -> tuple[Tensor, ...]:
     """Apply same-padded convs that share their input and kernel size as one conv;
     returns one output per conv."""
     if len(convs) == 1:
         return (convs[0](x),)
     weight = torch.cat([c.weight for c in convs])
     bias = None if convs[0].bias is None else torch.cat([c.bias for c in convs])
-    out = F.conv2d(x, weight, bias, padding="same")
+    out = convs[0].conv_with(x, weight, bias)
     return out.split([c.out_channels for c in convs], dim=1)
 
 
@@ -322,6 +342,7 @@ class ReciprocalGatedConvRNNCell(Cell):
         self.gate_act = ACTIVATIONS[p.gate_nonlinearity]
         self.a_tau, self.k_tau = p.tau_offset, p.tau_multiplier
         self.a_gate, self.k_gate = p.gate_offset, p.gate_multiplier
+        self.input_to_out, self.cell_to_out = p.input_to_out, p.cell_to_out
 
     def initial_state(self, drive):
         return (_map_zeros(drive, self.cell_channels), _map_zeros(drive, self.channels))
@@ -332,8 +353,8 @@ class ReciprocalGatedConvRNNCell(Cell):
         tau_c = self.a_tau + self.k_tau * self.tau_act(self.tau_cc(c))
         gate_c = self.a_gate + self.k_gate * self.gate_act(self.gate_hc(h))
         c_new = self.act(tau_c * c + gate_c * self.input_to_cell_conv(x))
-        u_h = self.input_to_out_conv(x) if self.params.input_to_out else x
-        if self.params.cell_to_out:
+        u_h = self.input_to_out_conv(x) if self.input_to_out else x
+        if self.cell_to_out:
             u_h = u_h + self.cell_to_out_conv(c)
         tau_h = self.a_tau + self.k_tau * self.tau_act(self.tau_hh(h))
         gate_h = self.a_gate + self.k_gate * self.gate_act(self.gate_ch(c))

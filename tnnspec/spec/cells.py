@@ -30,7 +30,8 @@ Kernel = PosInt | tuple[PosInt, PosInt]
 
 @register_cell("identity")
 class IdentityCell(CellParams):
-    """No state: ``y_t = x_t`` (a feedforward area). Zero state: passes the drive through."""
+    """No state: ``y_t = x_t`` (a feedforward area). Zero state: passes the drive through.
+    Does not gate."""
 
     type: Literal["identity"] = "identity"
 

@@ -121,7 +121,9 @@ def translate(errors: list[dict], tree: Any, root: type[BaseModel]) -> list[Diag
         types = {e["type"] for e in errs}
         if len(errs) > 1 and not types & {"extra_forbidden", "missing"}:
             e = errs[0]
-            msgs = sorted({_message(x, root, tree, short=True) for x in errs})
+            nouns = [_NOUNS.get(x["type"].split("_")[0]) for x in errs]
+            msgs = (["expected " + " or ".join(dict.fromkeys(nouns))] if all(nouns)
+                    else sorted({_message(x, root, tree, short=True) for x in errs}))
             out.append(Diagnostic.at(e["_vpos"], "error",
                                      f"{dotted(e['_path'])}: invalid value {_describe(e['input'])}: "
                                      + "; or ".join(msgs)))
@@ -130,6 +132,10 @@ def translate(errors: list[dict], tree: Any, root: type[BaseModel]) -> list[Diag
             pos = e["_kpos"] if e["type"] == "extra_forbidden" else e["_vpos"]
             out.append(Diagnostic.at(pos, "error", _message(e, root, tree)))
     return out
+
+
+_NOUNS = {"int": "an integer", "float": "a number", "tuple": "a list", "list": "a list",
+          "string": "a string", "bool": "true or false", "dict": "a mapping"}
 
 
 def _message(e: dict, root, tree, short: bool = False) -> str:

@@ -1,0 +1,19 @@
+import shutil
+
+import pytest
+import torch
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_gpu = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture
+def has_dot():
+    if shutil.which("dot") is None:
+        pytest.skip("graphviz 'dot' not installed")

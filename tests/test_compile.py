@@ -1,0 +1,186 @@
+"""The compiled Network: API, gradients, probes, combine modes and modulatory edges,
+checked against hand-computed expectations on tiny graphs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import tnnspec
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ventral():
+    return tnnspec.load(ROOT / "graphs" / "ventral4.yaml")
+
+
+def test_api_shapes_and_names(ventral):
+    net = tnnspec.compile(ventral)
+    x = net.example_inputs(batch_size=3)
+    run = net(x, record=("V1", "IT"))
+    T = net.plan.steps
+    assert run.readouts["logits"].shape == (T, 3, 10)
+    assert run.areas["IT"].shape == (T, 3, 128, 4, 4)
+    assert set(run.areas) == {"V1", "IT"}
+    names = [n for n, _ in net.named_parameters()]
+    assert "edges.V1__V2.conv.weight" in names and "areas.V1.ops.norm.weight" in names
+    assert "readouts.logits.linear.weight" in names
+    assert net(net.example_inputs(batch_size=1)).readouts["logits"].shape == (T, 1, 10)  # dynamic batch
+
+
+def test_gradient_reaches_every_parameter(ventral):
+    net = tnnspec.compile(ventral)
+    run = net(net.example_inputs(2))
+    run.readouts["logits"].square().mean().backward()
+    missing = [n for n, p in net.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert missing == []
+
+
+def test_deterministic_and_no_state_leaks(ventral):
+    torch.manual_seed(0)
+    net = tnnspec.compile(ventral).eval()
+    x = net.example_inputs(2)
+    a = net(x).readouts["logits"]
+    net(net.example_inputs(2, seed=5))  # another call in between must not change anything
+    b = net(x).readouts["logits"]
+    assert torch.equal(a, b)
+
+
+def test_probe_called_once_per_area_per_step(ventral):
+    net = tnnspec.compile(ventral)
+    counts = {a: 0 for a in ventral.areas}
+    for name in ventral.areas:
+        net.areas[name].probe.register_forward_hook(lambda m, i, o, name=name: counts.__setitem__(name, counts[name] + 1))
+    net(net.example_inputs(1), steps=5)
+    assert counts == {a: 5 for a in ventral.areas}
+
+
+def test_on_off_schedule_shows_blank_after_off(ventral):
+    net = tnnspec.compile(ventral)
+    seen = []
+    net.edges["image__V1"].conv.register_forward_hook(lambda m, i, o: seen.append(i[0].clone()))
+    x = net.example_inputs(2)
+    net(x, steps=6)
+    assert all(torch.equal(s, x) for s in seen[:4])
+    assert all(torch.equal(s, torch.zeros_like(x)) for s in seen[4:])
+
+
+SMALL = """
+tnnspec: "1.0"
+name: small
+time: {{steps: 3, default_delay: sweep}}
+inputs:
+  x: {{shape: [2, 4, 4]}}
+  cue: {{shape: [2]}}
+areas:
+  A: {{level: 1, channels: 2, combine: {combine}}}
+  B: {{level: 2, channels: 2}}
+edges:
+  - {{type: feedforward, source: x, target: A, transform: [{{conv: {{kernel: 1, bias: false}}}}]}}
+  - {{type: lateral, source: A, target: A, transform: [{{conv: {{kernel: 1, bias: false}}}}]}}
+  - {{type: feedforward, source: A, target: B, transform: [{{conv: {{kernel: 1, bias: false}}}}]}}
+  - {{type: feedback, source: B, target: A, transform: [{{conv: {{kernel: 1, bias: false}}}}]}}
+  - {{type: attention, source: cue, target: B, mode: relative_gain, delay: 0}}
+  - {{type: normalization, source: B, target: B, delay: 1, sigma: 0.5, pool: {{kernel: 3}}}}
+"""
+
+
+def _reference(net, x, cue, combine):
+    """Hand-unrolled equivalent of SMALL, written from docs/spec.md's equations."""
+    W = {n: net.edges[n].conv.weight for n in ("x__A", "A__A", "A__B", "B__A")}
+    conv = lambda n, v: F.conv2d(v, W[n])  # noqa: E731
+    A, B = [], []
+    for t in range(3):
+        b = conv("x__A", x)
+        rec = [conv("A__A", A[t - 1]), conv("B__A", B[t - 1])] if t else []
+        if combine == "sum":
+            a = b + sum(rec) if rec else b
+        else:
+            a = b * (1 + rec[0] + rec[1]) if rec else b
+        A.append(a)
+        d = conv("A__B", a) * (1 + cue.view(-1, 2, 1, 1))
+        if t:
+            pool = F.avg_pool2d(B[t - 1].abs().mean(1, keepdim=True), 3, 1, 1, count_include_pad=False)
+            d = d / (0.5 + pool)
+        B.append(d)
+    return torch.stack(A), torch.stack(B)
+
+
+@pytest.mark.parametrize("combine", ["sum", "multiplicative"])
+def test_combine_attention_and_normalization_match_hand_unrolled(combine):
+    net = tnnspec.compile(tnnspec.loads(SMALL.format(combine=combine))).double()
+    x = torch.randn(2, 2, 4, 4, dtype=torch.float64)
+    cue = torch.rand(2, 2, dtype=torch.float64)
+    run = net({"x": x, "cue": cue}, record=("A", "B"))
+    A, B = _reference(net, x, cue, combine)
+    assert torch.allclose(run.areas["A"], A, atol=1e-12)
+    assert torch.allclose(run.areas["B"], B, atol=1e-12)
+
+
+def test_concat_combine_stacks_channels_in_edge_order():
+    text = """
+tnnspec: "1.0"
+name: cat
+time: {steps: 1}
+inputs: {x: {shape: [1, 2, 2]}, y: {shape: [2, 2, 2]}}
+areas: {A: {level: 1, channels: 3, combine: concat}}
+edges:
+  - {type: feedforward, source: y, target: A, delay: 0}
+  - {type: feedforward, source: x, target: A, delay: 0}
+"""
+    net = tnnspec.compile(tnnspec.loads(text))
+    x, y = torch.randn(2, 1, 2, 2), torch.randn(2, 2, 2, 2)
+    out = net({"x": x, "y": y}, record=("A",)).areas["A"][0]
+    assert torch.equal(out, torch.cat([y, x], 1))
+
+
+def test_tbptt_cuts_gradients_to_early_steps(ventral):
+    net = tnnspec.compile(ventral, tbptt=2)
+    x = net.example_inputs(1).requires_grad_(True)
+    run = net(x, steps=6)
+    run.readouts["logits"][-1].sum().backward()
+    full = tnnspec.compile(ventral)
+    full.load_state_dict(net.state_dict())
+    x2 = x.detach().clone().requires_grad_(True)
+    full(x2, steps=6).readouts["logits"][-1].sum().backward()
+    assert not torch.allclose(x.grad, x2.grad)  # the truncated run sees only the last window
+
+
+def test_input_errors_are_clear(ventral):
+    net = tnnspec.compile(ventral)
+    with pytest.raises(ValueError, match=r"expected shape \[B, 3, 64, 64\]"):
+        net(torch.randn(2, 3, 32, 32))
+    with pytest.raises(ValueError, match="unknown area 'V9'"):
+        net(net.example_inputs(1), record=("V9",))
+
+
+def test_cumulative_readout_sums_over_steps(ventral):
+    spec = ventral.model_copy(update={"readouts": {
+        "now": ventral.readouts["logits"],
+        "cum": ventral.readouts["logits"].model_copy(update={"cumulative": True})}})
+    net = tnnspec.compile(spec)
+    with torch.no_grad():
+        net.readouts["cum"].load_state_dict(net.readouts["now"].state_dict())
+        run = net(net.example_inputs(2))
+    assert torch.allclose(run.readouts["cum"], run.readouts["now"].cumsum(0), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_torch_compile_matches_eager(ventral):
+    net = tnnspec.compile(ventral).eval()
+    x = net.example_inputs(2)
+    eager = net(x).readouts["logits"]
+    compiled = torch.compile(net)
+    assert torch.allclose(compiled(x).readouts["logits"], eager, atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu(ventral):
+    net = tnnspec.compile(ventral).eval()
+    x = net.example_inputs(2)
+    cpu = net(x).readouts["logits"]
+    gpu = net.to("cuda")(x.to("cuda")).readouts["logits"].cpu()
+    assert torch.allclose(cpu, gpu, atol=1e-4)

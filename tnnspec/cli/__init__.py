@@ -1,0 +1,1 @@
+"""Command-line interface: ``tnnspec validate|schema|summary|render ...``."""

@@ -1,0 +1,129 @@
+"""The ``tnnspec`` command. A mistake in a file is reported as located diagnostics, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..api import check_file
+from ..spec.diagnostics import Diagnostic, SpecError
+
+
+def _print_diagnostics(diags: list[Diagnostic], strict: bool, stream) -> int:
+    errors = 0
+    for d in diags:
+        if strict and d.severity == "warning":
+            d = Diagnostic(d.file, d.line, d.column, "error", d.message)
+        errors += d.severity == "error"
+        print(d, file=stream)
+    return errors
+
+
+def cmd_validate(args) -> int:
+    results, failed = [], 0
+    for path in args.files:
+        spec, diags = check_file(path)
+        n_err = sum(d.severity == "error" or args.strict for d in diags)
+        failed += n_err > 0
+        if args.format == "json":
+            results.append({"file": path, "valid": n_err == 0,
+                            "diagnostics": [dict(d.to_dict(), severity="error" if args.strict else d.severity)
+                                            for d in diags]})
+            continue
+        _print_diagnostics(diags, args.strict, sys.stdout)
+        if n_err == 0:
+            print(f"{path}: ok ({len(spec.areas)} areas, {len(spec.edges)} edges"
+                  f"{f', {len(diags)} warning(s)' if diags else ''})")
+    if args.format == "json":
+        print(json.dumps(results, indent=2))
+    return 1 if failed else 0
+
+
+def cmd_schema(args) -> int:
+    from ..spec.schema import schema_text
+
+    text = schema_text()
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _load_or_report(path: str):
+    spec, diags = check_file(path)
+    _print_diagnostics(diags, False, sys.stderr)
+    return spec
+
+
+def cmd_summary(args) -> int:
+    from .summary import summary_text
+
+    spec = _load_or_report(args.file)
+    if spec is None:
+        return 1
+    print(summary_text(spec, steps=args.steps, show_plan=not args.no_plan))
+    return 0
+
+
+def cmd_render(args) -> int:
+    from .. import render
+
+    spec = _load_or_report(args.file)
+    if spec is None:
+        return 1
+    if args.format == "text":
+        print(render.text_summary(spec))
+        return 0
+    graph = render.unrolled(spec, steps=args.steps) if args.unrolled else render.area_graph(spec, detail=args.detail)
+    out = args.output or f"{Path(args.file).stem}{'_unrolled' if args.unrolled else ''}.svg"
+    try:
+        render.render(graph, out)
+    except render.RenderError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tnnspec", description=(
+        "Validate, summarise, render and compile brain-area graph specs (YAML/JSON)."))
+    sub = p.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("validate", help="check spec files; exit 1 with located errors")
+    v.add_argument("files", nargs="+", metavar="FILE")
+    v.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    v.add_argument("--format", choices=("text", "json"), default="text")
+    v.set_defaults(fn=cmd_validate)
+
+    s = sub.add_parser("schema", help="write the JSON Schema (Draft-07) of the file format")
+    s.add_argument("-o", "--output", metavar="FILE")
+    s.set_defaults(fn=cmd_schema)
+
+    m = sub.add_parser("summary", help="table of areas, shapes, parameters and arrival steps, and the plan")
+    m.add_argument("file", metavar="FILE")
+    m.add_argument("--steps", type=int, default=None, help="plan for T steps (default: the file's)")
+    m.add_argument("--no-plan", action="store_true", help="leave out the step-by-step plan")
+    m.set_defaults(fn=cmd_summary)
+
+    r = sub.add_parser("render", help="draw the area graph or its unrolling in time")
+    r.add_argument("file", metavar="FILE")
+    r.add_argument("-o", "--output", metavar="OUT", help="OUT.svg, .png, .pdf or .dot")
+    r.add_argument("--unrolled", action="store_true", help="space-time picture: one column per step")
+    r.add_argument("--steps", type=int, default=None, help="steps to draw with --unrolled")
+    r.add_argument("--detail", action="store_true", help="add channels, size and cell to each area")
+    r.add_argument("--format", choices=("graph", "text"), default="graph", help="'text' prints to the terminal")
+    r.set_defaults(fn=cmd_render)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except SpecError as exc:  # e.g. an include that fails late
+        _print_diagnostics(exc.diagnostics, False, sys.stderr)
+        return 1

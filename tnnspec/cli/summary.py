@@ -1,0 +1,50 @@
+"""``tnnspec summary``: a table of areas (level, cell, shapes, parameters, arrival) and the plan."""
+
+from __future__ import annotations
+
+from ..graph.plan import build_plan
+from ..spec.models import Spec
+
+
+def _count(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _fmt(shape) -> str:
+    return "x".join(str(s) for s in shape) if shape else "?"
+
+
+def summary_text(spec: Spec, steps: int | None = None, show_plan: bool = True) -> str:
+    from .. import compile as compile_spec
+
+    net = compile_spec(spec)
+    plan = build_plan(spec, steps)
+    shapes = plan.shapes
+    edge_params: dict[str, int] = {a: 0 for a in spec.areas}
+    for i, e in enumerate(spec.edges):
+        edge_params[e.target] += _count(net.edges[plan.edge_names[i]])
+    rows = [("area", "level", "cell", "drive -> output", "params (area+in-edges)", "arrival")]
+    for name, area in spec.areas.items():
+        level = "" if area.level is None else f"{area.level:g}"
+        arrival = plan.arrival[name]
+        rows.append((name, level, area.cell.name,
+                     f"{_fmt(shapes.drive.get(name))} -> {_fmt(shapes.output.get(name))}",
+                     f"{_count(net.areas[name]) + edge_params[name]:,}",
+                     "never" if arrival is None else str(arrival)))
+    for name, r in spec.readouts.items():
+        rows.append((f"readout:{name}", "", "", f"{_fmt(shapes.output.get(r.source))} -> "
+                                                f"{_fmt(shapes.readout.get(name))}",
+                     f"{_count(net.readouts[name]):,}", ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [f"{spec.name}: {len(spec.inputs)} input(s), {len(spec.areas)} areas, {len(spec.edges)} edges, "
+             f"{plan.steps} steps of {spec.time.dt_ms:g} ms"]
+    for k, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    total = _count(net)
+    lines.append(f"total parameters: {total:,}   area updates over {plan.steps} steps: {plan.work} "
+                 f"of {plan.steps * len(spec.areas)} (silent steps skipped)")
+    if show_plan:
+        lines += ["", str(plan)]
+    return "\n".join(lines)
