@@ -158,7 +158,7 @@ def _legend(g: graphviz.Digraph, spec: Spec) -> None:
             last_b = None
             for key, text, attrs in row_entries:
                 a, b = f"_legend_{key}_a", f"_legend_{key}_b"
-                c.edge(a, b, **{"class": "legend"}, **attrs)
+                c.edge(a, b, minlen="2", **{"class": "legend"}, **attrs)
                 if last_b is not None:
                     c.edge(last_b, a, style="invis")
                 last_b = b

@@ -98,7 +98,7 @@ def unrolled(spec: Spec, steps: int | None = None, *, legend: bool = True,
 
     # column headers
     for t in range(T):
-        g.node(f"_step_{t}", label=f"t={t}\n{t * dt:g} ms", shape="plaintext", style="", fontsize="10",
+        g.node(f"_step_{t}", label=f"t={t}\\n{t * dt:g} ms", shape="plaintext", style="", fontsize="10",
                fontcolor="#555555", pos=pos(t, len(rows) - 0.35), **{"class": "step"})
 
     # one arrow per delivered signal

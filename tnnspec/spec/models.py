@@ -64,7 +64,7 @@ def _op_tag(value: Any) -> str | None:
 
 
 def _op_entry_model(name: str, params: type[OpParams]) -> type[OpEntry]:
-    doc = (params.__doc__ or "").strip().split("\n")[0]
+    doc = (params.__doc__ or "").strip().split("\n")[0] or f"the {name} op"
     return create_model(f"{params.__name__}Op", __base__=OpEntry, __doc__=doc,
                         **{name: (params, Field(description=doc))})
 

@@ -69,7 +69,8 @@ def _op_shorthands(defs) -> None:
         if params.shorthand:
             field = defs[params.__name__]["properties"][params.shorthand]
             alternatives.append({k: v for k, v in field.items() if k not in ("default", "title")})
-        d["properties"][name] = {"anyOf": alternatives, "description": prop.get("description", "")}
+        doc = (params.__doc__ or "").strip().split("\n")[0] or f"the {name} op"
+        d["properties"][name] = {"anyOf": alternatives, "description": prop.get("description") or doc}
 
 
 def _name_shorthands(schema) -> None:
