@@ -76,8 +76,8 @@ class AreaModule(nn.Module):
     def __init__(self, area: Area, drive_shape, out_shape, steps: int, dt_ms: float):
         super().__init__()
         params = area.cell
-        if getattr(params, "dt_ms", "absent") is None:  # cells that integrate in time take the spec's dt
-            params = params.model_copy(update={"dt_ms": dt_ms})
+        if hasattr(params, "resolved"):  # cells that integrate in time take the spec's dt
+            params = params.resolved(dt_ms)
         cell_out = tuple(params.output_shape(tuple(drive_shape), area.channels))
         self.cell = CELL_BUILDERS[params.name](params, tuple(drive_shape), cell_out, steps)
         self.ops = OpChain(area.ops, cell_out, ShapeContext(channels=area.channels), steps)

@@ -130,6 +130,8 @@ def translate(errors: list[dict], tree: Any, root: type[BaseModel]) -> list[Diag
             continue
         for e in errs:
             pos = e["_kpos"] if e["type"] == "extra_forbidden" else e["_vpos"]
+            if e["type"] == "union_tag_invalid" and isinstance(e["_node"], LMap) and "type" in e["_node"]:
+                pos = e["_node"].where_value("type")  # point at the unknown type itself
             out.append(Diagnostic.at(pos, "error", _message(e, root, tree)))
     return out
 
