@@ -6,6 +6,9 @@ Forward passes use small images (64 px, batch 2) to stay fast on 2 CPU cores.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterator
+
 import pytest
 import torch
 from torch import nn
@@ -20,14 +23,29 @@ def n_params(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
+@functools.cache
+def shared(cls: type[nn.Module]) -> nn.Module:
+    """One default-constructed eval-mode instance per class (tests may randomise its norms)."""
+    torch.manual_seed(0)
+    return cls().eval()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_shared() -> Iterator[None]:
+    yield
+    shared.cache_clear()  # CORnet-S holds ~210 MB of weights
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def cornet_s() -> CORnetS:
-    return CORnetS().eval()
+    m = shared(CORnetS)
+    assert isinstance(m, CORnetS)
+    return m
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +67,14 @@ def _randomise_affine(m: nn.Module) -> None:
     (CORnetZ, "Z", 2_071_656), (CORnetR, "R", 5_208_936),
     (CORnetRT, "RT", 5_208_936), (CORnetS, "S", 53_416_616)])
 def test_cornet_param_count_and_keys(cls: type[nn.Module], variant: str, count: int) -> None:
-    m = cls()
+    m = shared(cls)
     assert n_params(m) == count
     assert list(m.state_dict()) == cornet_keys(variant)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("cls", [CORnetZ, CORnetR, CORnetRT, CORnetS])
 def test_cornet_forward_shapes(cls: type[nn.Module], x64: torch.Tensor) -> None:
-    m = cls().eval()
+    m = shared(cls)
     with torch.no_grad():
         logits = m(x64)
         steps = m(x64, return_steps=True)
@@ -73,7 +91,8 @@ def test_cornet_forward_shapes(cls: type[nn.Module], x64: torch.Tensor) -> None:
 
 @pytest.mark.parametrize("cls", [CORnetR, CORnetRT])
 def test_cornet_r_step_counts(cls: type[nn.Module], x64: torch.Tensor) -> None:
-    m = cls(times=5).eval()
+    m = shared(cls)
+    assert m.times == 5
     with torch.no_grad():
         steps = m(x64, return_steps=True)
     assert all(len(steps.areas[a]) == 5 for a in AREAS)
@@ -124,7 +143,7 @@ def test_cornet_rt_image_reaches_it_at_t3(x64: torch.Tensor) -> None:
 def test_cornet_s_inner_steps(cornet_s: CORnetS, x64: torch.Tensor) -> None:
     m = cornet_s
     _randomise_affine(m)
-    sd_before = {k: v.clone() for k, v in m.state_dict().items()}
+    buffers_before = {k: v.clone() for k, v in m.named_buffers()}
     with torch.no_grad():
         s1 = m(x64, return_steps=True)
         s2 = m(x64, return_steps=True)
@@ -134,11 +153,11 @@ def test_cornet_s_inner_steps(cornet_s: CORnetS, x64: torch.Tensor) -> None:
             assert sum(k.startswith(f"{a}.norm1_") and k.endswith(".weight")
                        for k in m.state_dict()) == n
     assert len(s1.step_logits) == CORNET_S_INNER_STEPS["IT"]
-    # Re-entrant: no module mutation, identical results, untouched state.
+    # Re-entrant: no module mutation, identical results, running stats untouched in eval.
     torch.testing.assert_close(s1.logits, s2.logits, rtol=0, atol=0)
     assert m.V2.conv2.stride == (1, 1)
-    for k, v in m.state_dict().items():
-        torch.testing.assert_close(v, sd_before[k], rtol=0, atol=0)
+    for k, v in m.named_buffers():
+        torch.testing.assert_close(v, buffers_before[k], rtol=0, atol=0)
 
 
 def test_cornet_s_output_hooks_count_inner_steps(cornet_s: CORnetS, x64: torch.Tensor) -> None:

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..graph.plan import Plan, build_plan
 from ..spec.components import ShapeContext
-from ..spec.models import Normalization, Spec
+from ..spec.models import DRIVING, Normalization, Spec
 from .modules import AreaModule, DivisiveTerm, EdgeModule, ReadoutModule, gain_view
 
 
@@ -54,6 +54,9 @@ class Network(nn.Module):
             self.edges[name] = EdgeModule(e, shapes.of(e.source), ctx, T)
             if isinstance(e, Normalization):
                 self.divisive[name] = DivisiveTerm(e)
+        # concat areas stack every driving edge's channels; an absent term is stacked as zeros
+        self.concat_inputs = {a: [i for i, e in enumerate(spec.edges) if e.target == a and e.type in DRIVING]
+                              for a, area in spec.areas.items() if area.combine == "concat"}
         self.readouts = nn.ModuleDict({
             name: ReadoutModule(r, shapes.output[r.source], T) for name, r in spec.readouts.items()})
 
@@ -170,8 +173,10 @@ class Network(nn.Module):
         combine = self.spec.areas[step.area].combine
         bottom, recurrent, driving = [], [], []
         drive = None
+        delivered = {}
         for read in step.reads:
             y = self.edges[read.name](outputs[read.source][read.at], t)
+            delivered[read.edge] = y
             if read.role == "bottom_up":
                 bottom.append(y)
                 driving.append(y)
@@ -180,7 +185,7 @@ class Network(nn.Module):
                 driving.append(y)
             else:
                 if drive is None:
-                    drive = self._combine(combine, driving, bottom, recurrent, step.area, zero)
+                    drive = self._combine(combine, driving, bottom, recurrent, step.area, zero, delivered, t)
                 if read.role == "gain":
                     drive = drive * gain_view(y, drive)
                 elif read.role == "relative_gain":
@@ -188,7 +193,7 @@ class Network(nn.Module):
                 else:
                     drive = self.divisive[read.name](drive, y)
         if drive is None:
-            drive = self._combine(combine, driving, bottom, recurrent, step.area, zero)
+            drive = self._combine(combine, driving, bottom, recurrent, step.area, zero, delivered, t)
         if step.area in states:
             state = states[step.area]
         else:
@@ -198,11 +203,13 @@ class Network(nn.Module):
         states[step.area] = area.cell.after_ops(y, state)
         return area.probe(y)
 
-    def _combine(self, combine: str, driving, bottom, recurrent, name: str, zero) -> torch.Tensor:
+    def _combine(self, combine: str, driving, bottom, recurrent, name: str, zero, delivered, t) -> torch.Tensor:
         if not driving:
             return zero("drive:" + name, self.areas[name].drive_shape)
         if combine == "concat":
-            return torch.cat(driving, dim=1)
+            shapes = self.plan_for(None).shapes.edge
+            return torch.cat([delivered[i] if i in delivered else zero(f"edge:{i}", shapes[i])
+                              for i in self.concat_inputs[name]], dim=1)
         if combine == "multiplicative":
             b = _sum(bottom) if bottom else zero("drive:" + name, self.areas[name].drive_shape)
             return b * (1 + _sum(recurrent)) if recurrent else b

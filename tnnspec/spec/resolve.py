@@ -32,7 +32,7 @@ def resolve(tree: LMap, report: Report) -> LMap:
     templates = tree.get("templates") if isinstance(tree.get("templates"), LMap) else LMap()
     out = LMap(pos=tree.pos)
     for key, value in tree.items():
-        if key in ("include", "parameters", "templates"):
+        if key in ("include", "parameters", "templates", "$schema"):
             continue
         if key == "areas" and isinstance(value, LMap):
             value = _apply_templates(value, templates, report)
@@ -72,6 +72,9 @@ def _merge_includes(tree: LMap, report: Report, seen: tuple[str, ...]) -> LMap:
                                                  f"allowed: {', '.join(sorted(INCLUDABLE))}")
         _merge_into(merged, _merge_includes(sub, report, seen + (str(path),)), report)
     _merge_into(merged, tree, report)
+    for key in ("tnnspec", "description"):  # the including file's own header wins
+        if key in tree:
+            merged.set(key, tree[key], tree.where_key(key), tree.where_value(key))
     return merged
 
 

@@ -33,7 +33,7 @@ def json_schema() -> dict[str, Any]:
     _name_shorthands(schema)
     _preprocessing_keys(schema, defs)
     return {"$schema": "http://json-schema.org/draft-07/schema#", "$id": SCHEMA_ID,
-            "title": "tnnspec 1.0 brain-area graph", **schema}
+            **schema, "title": "tnnspec 1.0 brain-area graph"}
 
 
 def _walk(node: Any, fn) -> None:

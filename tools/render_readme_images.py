@@ -1,0 +1,51 @@
+"""Regenerate the pictures in docs/images/ from graphs/*.yaml, so README pictures never drift.
+
+For every graph file ``graphs/<name>.yaml`` this writes ``docs/images/<name>_graph.{svg,png}``
+(the area graph) and ``docs/images/<name>_unrolled.{svg,png}`` (the space-time picture).
+Needs graphviz's ``dot`` program.
+
+    .venv/bin/python tools/render_readme_images.py [--graphs DIR] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import tnnspec  # noqa: E402
+from tnnspec.render import RenderError, area_graph, render, unrolled  # noqa: E402
+
+
+def render_all(graphs: Path, out: Path) -> list[Path]:
+    """Render every ``*.yaml`` in ``graphs`` into ``out``; returns the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for path in sorted(Path(graphs).glob("*.yaml")):
+        spec = tnnspec.load(path)
+        for kind, picture in (("graph", area_graph(spec)), ("unrolled", unrolled(spec))):
+            for suffix in ("svg", "png"):
+                written.append(render(picture, out / f"{path.stem}_{kind}.{suffix}"))
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--graphs", type=Path, default=ROOT / "graphs", help="folder of graph YAML files")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images", help="folder for the pictures")
+    args = parser.parse_args(argv)
+    try:
+        written = render_all(args.graphs, args.out)
+    except RenderError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for p in written:
+        print(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
