@@ -197,8 +197,9 @@ KNOWN_BAD = {
                                  "(did you mean 'block'?)\"",
     "parameters_not_mapping.yaml": "'parameters: [8]' (a list) is silently accepted and ignored",
     "channels_bool.yaml": "'channels: true' is accepted as channels 1 (pydantic lax bool -> int)",
-    "leaky_tau_below_dt.yaml": "a leaky cell with tau_ms < time.dt_ms is accepted by load and compile (the "
-                               "compiler fills dt_ms with model_copy, which skips the dt <= tau validator)",
+    "leaky_tau_below_dt.yaml": "a leaky cell with tau_ms < time.dt_ms is accepted by load/check_file; only "
+                               "tnnspec.compile fails, with a raw pydantic ValidationError (no SpecError, no "
+                               "file:line:col)",
     "json_trailing_comma.json": "a .json file with a trailing comma is accepted (parsed as YAML flow)",
 }
 
