@@ -46,6 +46,7 @@ def load(name: str):
 @dataclass
 class Dot:
     graph: dict = field(default_factory=dict)
+    node_defaults: dict = field(default_factory=dict)    # node [..] of the top level
     nodes: dict = field(default_factory=dict)            # name -> attributes (merged)
     edges: list = field(default_factory=list)            # (tail, head, attributes)
     subgraphs: dict = field(default_factory=dict)        # name -> {"attrs": {}, "members": [..]}
@@ -109,6 +110,8 @@ def parse(dot: graphviz.Digraph) -> Dot:
                 stack.pop()
             continue
         target = d.subgraphs[stack[-1]]["attrs"] if stack else d.graph
+        if line.startswith("node [") and not stack:
+            d.node_defaults.update(_attrs(line[len("node ["):-1]))
         if line.startswith(("node [", "edge [", "graph [")):
             continue
         first, i = _id(line, 0)
@@ -321,8 +324,8 @@ def test_zero_drive_and_silent_cells_in_streams():
     assert d.edge(read_edge_id("V1__V4", 2))[:2] == (cell_name("V1", 0), cell_name("V4", 2))
     assert d.edge(read_edge_id("IT__V1", 6))[:2] == (cell_name("IT", 3), cell_name("V1", 6))
     # a blank input frame (on_off, off at t=5) is marked
-    assert "blank" in d.nodes[cell_name("image", 5)]["label"]
-    assert "blank" not in d.nodes[cell_name("image", 4)]["label"]
+    assert d.nodes[cell_name("image", 5)]["class"] == "input_blank"
+    assert d.nodes[cell_name("image", 4)]["class"] == "input"
 
 
 # --------------------------------------------------------------------------- text
@@ -402,3 +405,49 @@ def test_readme_images_script_is_wired(has_dot, tmp_path):
 def test_no_dot_on_path_is_really_simulated(monkeypatch):
     monkeypatch.setenv("PATH", "")
     assert shutil.which("dot") is None
+
+
+def _bezier_points(pos: str, n: int = 40):
+    parts = pos.split()
+    pts = [tuple(map(float, p.split(","))) for p in parts if not p.startswith("e,")]
+    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = pts[:4]
+    for i in range(n + 1):
+        s = i / n
+        u = 1 - s
+        yield (u ** 3 * x0 + 3 * u * u * s * x1 + 3 * u * s * s * x2 + s ** 3 * x3,
+               u ** 3 * y0 + 3 * u * u * s * y1 + 3 * u * s * s * y2 + s ** 3 * y3)
+
+
+@pytest.mark.parametrize("name", ["ventral4", "streams", "nolevels"])
+def test_unrolled_arrows_avoid_other_cells(name):
+    """Arrows are routed here (neato -n2 only draws them): none crosses the core of a third cell,
+    and arrows between the same two cells do not lie on top of each other."""
+    spec = load(name)
+    g = unrolled(spec)
+    assert g.engine == "neato"
+    d = parse(g)
+    cells = {n: tuple(map(float, a["pos"].rstrip("!").split(","))) for n, a in d.nodes.items()
+             if "__t" in n and "pos" in a}
+    half_w = float(d.node_defaults["width"]) * 72 / 2
+    half_h = float(d.node_defaults["height"]) * 72 / 2
+    by_pair: dict = {}
+    for tail, head, a in d.spec_edges():
+        pts = list(_bezier_points(a["pos"]))
+        for n, (cx, cy) in cells.items():
+            if n in (tail, head):
+                continue
+            inner = [p for p in pts if abs(p[0] - cx) < half_w * 0.5 and abs(p[1] - cy) < half_h * 0.5]
+            assert not inner, (a["id"], n)
+        by_pair.setdefault((tail, head), []).append(pts[len(pts) // 2])
+    parallel = [mids for mids in by_pair.values() if len(mids) > 1]
+    if name == "streams":
+        assert parallel  # V1 -> V1 lateral and normalization
+    for mids in parallel:
+        for i in range(len(mids)):
+            for j in range(i):
+                assert abs(mids[i][0] - mids[j][0]) + abs(mids[i][1] - mids[j][1]) > 8
+
+
+def test_unrolled_dot_text_names_its_layout(tmp_path):
+    text = render(unrolled(load("ventral4")), tmp_path / "u.dot").read_text(encoding="utf-8")
+    assert "neato -n2" in text.splitlines()[0]

@@ -10,8 +10,17 @@ from __future__ import annotations
 from .api import check_file, dumps, load, loads
 from .spec.diagnostics import Diagnostic, SpecError
 from .spec.models import Spec
-from . import compile  # noqa: E402  (callable: tnnspec.compile(spec) -> Network)
 
 __version__ = "0.1.0"
 __all__ = ["Spec", "SpecError", "Diagnostic", "load", "loads", "dumps", "check_file", "compile", "__version__"]
 
+
+
+def __getattr__(name: str):
+    # torch is imported only when the compiler is first used: validating needs no torch.
+    # tnnspec.compile is a callable package: tnnspec.compile(spec) -> Network.
+    if name == "compile":
+        import importlib
+
+        return importlib.import_module(".compile", __name__)
+    raise AttributeError(f"module 'tnnspec' has no attribute {name!r}")

@@ -8,8 +8,10 @@ and shapes agree at every combine.
 from __future__ import annotations
 
 import networkx as nx
+from pydantic import ValidationError
 
 from ..spec.diagnostics import Report, did_you_mean
+from ..spec.errors import dotted
 from ..spec.load import SourceMap
 from ..spec.models import BOTTOM_UP, Spec
 from .shapes import Shapes, infer_shapes
@@ -29,19 +31,20 @@ def edge_names(spec: Spec) -> list[str]:
 def check(spec: Spec, source: SourceMap, report: Report) -> tuple[dict, Shapes | None]:
     """Run all semantic checks, adding diagnostics to ``report``; returns (arrival, shapes)."""
     where = source.where
+    ok_edges = True
     for name in spec.inputs:
         if name in spec.areas:
             report.error(where(("areas", name), key=True),
                          f"areas.{name}: '{name}' is also an input name; names must be unique")
-    ok_edges = True
+            ok_edges = False
     for i, e in enumerate(spec.edges):
         if e.source not in spec.areas and e.source not in spec.inputs:
             known = list(spec.areas) + list(spec.inputs)
             report.error(where(("edges", i, "source")),
-                         f"edges[{i}].source: unknown area or input '{e.source}'{did_you_mean(e.source, known)}")
+                         f"edges[{i}].source: unknown area or input '{e.source}'{_hint(e.source, known)}")
             ok_edges = False
         if e.target not in spec.areas:
-            hint = " (inputs cannot be targets)" if e.target in spec.inputs else did_you_mean(e.target, spec.areas)
+            hint = " (inputs cannot be targets)" if e.target in spec.inputs else _hint(e.target, spec.areas)
             report.error(where(("edges", i, "target")), f"edges[{i}].target: unknown area '{e.target}'{hint}")
             ok_edges = False
     names = edge_names(spec)
@@ -54,7 +57,7 @@ def check(spec: Spec, source: SourceMap, report: Report) -> tuple[dict, Shapes |
     for rname, r in spec.readouts.items():
         if r.source not in spec.areas:
             report.error(where(("readouts", rname, "source")),
-                         f"readouts.{rname}.source: unknown area '{r.source}'{did_you_mean(r.source, spec.areas)}")
+                         f"readouts.{rname}.source: unknown area '{r.source}'{_hint(r.source, spec.areas)}")
     if not ok_edges:
         return {}, None
 
@@ -78,10 +81,31 @@ def check(spec: Spec, source: SourceMap, report: Report) -> tuple[dict, Shapes |
                 report.warning(where(("readouts", rname, "source")),
                                f"readouts.{rname}: input first reaches '{r.source}' at step {a}, but time.steps "
                                f"is {spec.time.steps}; the readout never sees the input")
+    _check_cells(spec, where, report)
     shapes = infer_shapes(spec, arrival)
     for p in shapes.problems:
-        report.error(where(p.path), p.message)
+        report.error(where(p.path, key=p.at_key), f"{dotted(list(p.path))}: {p.message}")
     return arrival, shapes
+
+
+def _hint(name: str, known) -> str:
+    known = list(known)
+    return did_you_mean(name, known) or (f"; known: {', '.join(known)}" if known else "")
+
+
+def _check_cells(spec: Spec, where, report: Report) -> None:
+    """Cells whose parameters depend on the spec's time step (e.g. leaky: dt <= tau)."""
+    for name, area in spec.areas.items():
+        resolve = getattr(area.cell, "resolved", None)
+        if resolve is None:
+            continue
+        try:
+            resolve(spec.time.dt_ms)
+        except ValidationError as exc:
+            for err in exc.errors():
+                msg = err["msg"].removeprefix("Value error, ")
+                report.error(where(("areas", name, "cell")),
+                             f"areas.{name}.cell: {msg} (dt_ms {spec.time.dt_ms:g} from time.dt_ms)")
 
 
 def _check_zero_delay_loops(spec: Spec, delays, where, report: Report) -> None:

@@ -22,6 +22,7 @@ Shape = tuple[int, ...]
 class ShapeProblem:
     path: tuple
     message: str
+    at_key: bool = False
 
 
 @dataclass
@@ -43,7 +44,7 @@ def run_ops(ops, shape: Shape, ctx: ShapeContext, path: tuple) -> Shape:
         try:
             shape = tuple(entry.op.output_shape(tuple(shape), ctx))
         except ShapeError as exc:
-            raise _Located(path + (k,), f"{entry.op_name}: {exc} (input shape {list(shape)})") from None
+            raise _Located(path + (k,), f"{exc} (input shape {list(shape)})") from None
     return shape
 
 
@@ -67,12 +68,12 @@ def _combine(spec: Spec, name: str, shapes_in: list[tuple[int, Shape]]) -> Shape
         for i, s in shapes_in[1:]:
             if s[1:] != first[1:] or len(s) != len(first):
                 raise _Located(("edges", i), f"concat into '{name}': spatial shape {list(s)} does not match "
-                                             f"{list(first)} from edge {first_i}")
+                                             f"{list(first)} from edges[{first_i}]")
         return (sum(s[0] for _, s in shapes_in),) + tuple(first[1:])
     for i, s in shapes_in[1:]:
         if s != first:
             raise _Located(("edges", i), f"{area.combine} into '{name}': this edge delivers shape {list(s)} "
-                                         f"but edge {first_i} delivers {list(first)}; they must be equal")
+                                         f"but edges[{first_i}] delivers {list(first)}; they must be equal")
     return first
 
 
@@ -85,7 +86,7 @@ def _area_output(spec: Spec, name: str, drive: Shape) -> Shape:
     out = run_ops(area.ops, out, ShapeContext(channels=area.channels), ("areas", name, "ops"))
     if out[0] != area.channels:
         raise _Located(("areas", name, "channels"),
-                       f"area '{name}' declares channels: {area.channels} but its ops output {out[0]} "
+                       f"{area.channels} declared, but the area's cell and ops output {out[0]} channels "
                        f"(output shape {list(out)})")
     return out
 
@@ -129,9 +130,10 @@ def infer_shapes(spec: Spec, arrival: dict[str, int | None]) -> Shapes:
         if not progressed:
             progressed = [n for n in pending if try_area(n, allow_partial=True)]
         if not progressed:
-            for n in pending:
-                shapes.problems.append(ShapeProblem(("areas", n), f"cannot infer the shape of area '{n}': "
-                                                                 "no incoming edge has a known shape"))
+            if not shapes.problems:  # otherwise these follow from a problem already reported
+                for n in pending:
+                    shapes.problems.append(ShapeProblem(("areas", n), f"cannot infer the shape of area '{n}': "
+                                                        "no incoming edge has a known shape", at_key=True))
             break
         pending = [n for n in pending if n not in progressed]
     shapes.output = {k: v for k, v in shapes.output.items() if v is not None}

@@ -12,6 +12,6 @@ from .area_graph import area_graph
 from .output import RenderError, render
 from .style import hierarchy_levels
 from .text import text_summary
-from .unrolled import unrolled
+from .unrolled import PinnedDigraph, unrolled
 
-__all__ = ["area_graph", "unrolled", "text_summary", "render", "RenderError", "hierarchy_levels"]
+__all__ = ["area_graph", "unrolled", "text_summary", "render", "RenderError", "hierarchy_levels", "PinnedDigraph"]

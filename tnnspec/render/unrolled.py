@@ -8,10 +8,17 @@ column for delay 0, across ``d`` columns for delay ``d``.
 
 Cells: an area that computes is white; one that computes on a zero drive before its arrival
 step (``before_arrival: zero_drive``) has a dashed outline; a silent one (not in the plan's
-step) is greyed. Nodes are pinned (``pos="x,y!"``, neato) so the grid is exact.
+step) is greyed. Input cells are yellow, white when an ``on_off`` schedule shows a blank frame.
+
+Every node and every arrow is placed here (positions in points): an arrow is straight unless
+it would cross another cell or lie on top of a parallel arrow, in which case it bows sideways
+just enough. graphviz only draws the result (``neato -n2``), so even long, dense runs render
+in well under a second; :class:`PinnedDigraph` passes ``-n2`` by itself.
 """
 
 from __future__ import annotations
+
+import math
 
 import graphviz
 
@@ -20,7 +27,26 @@ from ..spec.models import Spec
 from .style import (EDGE_STYLE, EDGE_TYPES, FONT, INPUT_BORDER, INPUT_FILL, LATERAL_BETWEEN, SILENT_BORDER,
                     SILENT_FILL, SILENT_FONT, edge_style, hierarchy_levels)
 
-ROW_GAP = 0.8  # inches between rows
+PT = 72.0          # points per inch
+ROW_GAP = 0.8      # inches between row centres
+CELL_H = 0.32      # inches
+ARROW_SIZE = 0.7
+ARROW_LENGTH = {"normal": 1.0, "vee": 1.0, "odot": 0.8, "dot": 0.8, "tee": 0.5}  # x 10pt x arrowsize
+BOW_STEP = 14.0    # points between candidate sideways offsets of an arrow
+
+
+class PinnedDigraph(graphviz.Digraph):
+    """A Digraph whose nodes and arrows carry their final positions (``pos``, in points):
+    ``pipe``/``render`` lay it out with ``neato -n2``, which draws them as given.
+    From the command line: ``neato -n2 -Tsvg picture.dot -o picture.svg``."""
+
+    def pipe(self, *args, **kwargs):
+        kwargs.setdefault("neato_no_op", 2)
+        return super().pipe(*args, **kwargs)
+
+    def render(self, *args, **kwargs):
+        kwargs.setdefault("neato_no_op", 2)
+        return super().render(*args, **kwargs)
 
 
 def cell_name(node: str, step: int) -> str:
@@ -47,42 +73,50 @@ def cell_states(spec: Spec, plan: Plan) -> dict[tuple[str, int], str]:
     return out
 
 
+def _frame_shown(spec: Spec, name: str, t: int) -> bool:
+    sched = spec.inputs[name].schedule
+    return sched.type != "on_off" or (sched.on <= t and (sched.off is None or t < sched.off))
+
+
 def unrolled(spec: Spec, steps: int | None = None, *, legend: bool = True,
              plan: Plan | None = None) -> graphviz.Digraph:
     """The space-time picture of ``spec`` unrolled over ``steps`` steps (default: the spec's
-    horizon) as a :class:`graphviz.Digraph` laid out by neato with pinned positions."""
+    horizon), as a :class:`PinnedDigraph` (a :class:`graphviz.Digraph` drawn by ``neato -n2``).
+    ``plan``: draw this plan instead of building one."""
     plan = plan if plan is not None else build_plan(spec, steps)
     T = plan.steps
     levels = hierarchy_levels(spec)
     area_index = {name: i for i, name in enumerate(spec.areas)}
     rows = list(spec.inputs) + sorted(spec.areas, key=lambda a: (levels[a], area_index[a]))
+    row_of = {n: r for r, n in enumerate(rows)}
     longest = max(len(n) for n in rows)
-    col_gap = max(1.15, 0.11 * longest + 0.65)
+    cell_w = max(0.7, 0.085 * longest + 0.3)
+    geo = _Grid(dx=(cell_w + max(0.45, cell_w * 0.6)) * PT, dy=ROW_GAP * PT, hw=cell_w * PT / 2,
+                hh=CELL_H * PT / 2, cols=T, rows=len(rows))
     dt = spec.time.dt_ms
 
-    g = graphviz.Digraph(name=f"{spec.name}_unrolled", engine="neato",
-                         comment=f"tnnspec unrolled graph of {spec.name}, {T} steps")
-    g.attr(splines="true", overlap="true", outputorder="edgesfirst", fontname=FONT, fontsize="16",
+    g = PinnedDigraph(name=f"{spec.name}_unrolled", engine="neato",
+                      comment=f"tnnspec unrolled graph of {spec.name}, {T} steps; "
+                              "positions are final: lay out with  neato -n2 -Tsvg")
+    g.attr(splines="false", outputorder="edgesfirst", fontname=FONT, fontsize="16",
            label=f"{spec.name} unrolled over {T} steps of {dt:g} ms", labelloc="t")
-    g.attr("node", fontname=FONT, fontsize="10", shape="box", style="rounded,filled", width="0.75",
-           height="0.32", margin="0.04,0.02")
-    g.attr("edge", arrowsize="0.7")
-
-    def pos(col: float, row: float) -> str:
-        return f"{col * col_gap:.3f},{row * ROW_GAP:.3f}!"
+    g.attr("node", fontname=FONT, fontsize="10", shape="box", style="rounded,filled", width=f"{cell_w:.3f}",
+           height=f"{CELL_H}", fixedsize="true")
+    g.attr("edge", arrowsize=str(ARROW_SIZE))
 
     states = cell_states(spec, plan)
+    blank_frames = False
     for r, node in enumerate(rows):
         for t in range(T):
+            pos = geo.pos(t, r)
             if node in spec.inputs:
-                sched = spec.inputs[node].schedule
-                shown = sched.type != "on_off" or (sched.on <= t and (sched.off is None or t < sched.off))
+                shown = _frame_shown(spec, node, t)
+                blank_frames |= not shown
                 attrs = dict(fillcolor=INPUT_FILL, color=INPUT_BORDER) if shown else \
-                    dict(fillcolor="white", color=INPUT_BORDER, fontcolor="#888888")
-                label = node if shown else f"{node} (blank)"
-                g.node(cell_name(node, t), label=label, pos=pos(t, r), style="filled",
+                    dict(fillcolor="white", color=INPUT_BORDER, fontcolor="#999999")
+                g.node(cell_name(node, t), label=node, pos=pos, style="filled",
                        tooltip=f"input {node} at t={t}" + ("" if shown else ": blank frame"),
-                       **{"class": "input"}, **attrs)
+                       **{"class": "input" if shown else "input_blank"}, **attrs)
                 continue
             state = states[node, t]
             if state == "silent":
@@ -94,34 +128,136 @@ def unrolled(spec: Spec, steps: int | None = None, *, legend: bool = True,
             else:
                 attrs = dict(fillcolor="white", color="#555555")
                 tip = f"{node} at t={t}: computes"
-            g.node(cell_name(node, t), label=node, pos=pos(t, r), tooltip=tip, **{"class": state}, **attrs)
+            g.node(cell_name(node, t), label=node, pos=pos, tooltip=tip, **{"class": state}, **attrs)
 
-    # column headers
-    for t in range(T):
+    for t in range(T):  # column headers
+        x, y = geo.xy(t, len(rows) - 0.4)
         g.node(f"_step_{t}", label=f"t={t}\\n{t * dt:g} ms", shape="plaintext", style="", fontsize="10",
-               fontcolor="#555555", pos=pos(t, len(rows) - 0.35), **{"class": "step"})
+               fontcolor="#555555", width="0.8", height="0.4", pos=f"{x:.1f},{y:.1f}!", **{"class": "step"})
 
     # one arrow per delivered signal
     used: list[str] = []
+    taken: dict[tuple[str, str], list[float]] = {}
     for t, step in enumerate(plan.schedule):
         for s in step:
             for read in s.reads:
                 e = spec.edges[read.edge]
                 attrs = edge_style(spec, read.edge, weights=False)
                 used.append("lateral_between" if e.type == "lateral" and e.source != e.target else e.type)
-                g.edge(cell_name(read.source, read.at), cell_name(s.area, t), id=read_edge_id(read.name, t),
+                tail, head = cell_name(read.source, read.at), cell_name(s.area, t)
+                siblings = taken.setdefault((tail, head), [])
+                bow, path = geo.route((read.at, row_of[read.source]), (t, row_of[s.area]), siblings,
+                                      ARROW_LENGTH.get(attrs["arrowhead"], 1.0) * 10 * ARROW_SIZE)
+                siblings.append(bow)
+                g.edge(tail, head, id=read_edge_id(read.name, t), pos=path,
                        tooltip=f"{read.name}: {read.source}@t{read.at} -> {s.area}@t{t} ({e.type})",
                        **{"class": e.type}, **attrs)
 
     if legend:
-        _legend(g, used, x0=T * col_gap - 0.2, top=(len(rows) - 1) * ROW_GAP,
-                zero_drive=any(v == "zero_drive" for v in states.values()),
-                silent=any(v == "silent" for v in states.values()))
+        _legend(g, used, x0=T * geo.dx - geo.hw + 24, top=(len(rows) - 1) * geo.dy,
+                cells=[state for state in ("active", "zero_drive", "silent") if state in states.values()],
+                blank=blank_frames)
     return g
 
 
-def _legend(g: graphviz.Digraph, used: list[str], *, x0: float, top: float, zero_drive: bool,
-            silent: bool) -> None:
+class _Grid:
+    """Cell centres at (col * dx, row * dy) in points; cells are hw x hh half-size boxes."""
+
+    def __init__(self, dx: float, dy: float, hw: float, hh: float, cols: int, rows: int):
+        self.dx, self.dy, self.hw, self.hh, self.cols, self.rows = dx, dy, hw, hh, cols, rows
+
+    def xy(self, col: float, row: float) -> tuple[float, float]:
+        return col * self.dx, row * self.dy
+
+    def pos(self, col: int, row: int) -> str:
+        x, y = self.xy(col, row)
+        return f"{x:.1f},{y:.1f}!"
+
+    def _inside(self, x: float, y: float, col: int, row: int, pad: float) -> bool:
+        cx, cy = self.xy(col, row)
+        return abs(x - cx) <= self.hw + pad and abs(y - cy) <= self.hh + pad
+
+    def _overlap(self, pts, ends: set) -> float:
+        """The cost of crossing cells other than ``ends``: per cell crossed, 1 when the path
+        only grazes it, rising to 16 when it goes through its centre (over the label)."""
+        depth: dict[tuple[int, int], float] = {}
+        for x, y in pts:
+            col, row = round(x / self.dx), round(y / self.dy)
+            if 0 <= col < self.cols and 0 <= row < self.rows and (col, row) not in ends \
+                    and self._inside(x, y, col, row, pad=-1.0):
+                cx, cy = self.xy(col, row)
+                d = max(0.0, 1 - max(abs(x - cx) / self.hw, abs(y - cy) / self.hh))
+                depth[col, row] = max(depth.get((col, row), 0.0), d)
+        return sum(1 + 15 * d for d in depth.values())
+
+    def route(self, a: tuple[int, int], b: tuple[int, int], siblings: list[float],
+              arrow_len: float) -> tuple[float, str]:
+        """An arrow from cell ``a`` to cell ``b`` (col, row), bowed sideways by the offset that
+        best trades crossing other cells against bending (0 = straight), keeping clear of
+        ``siblings`` (bows already used between the same two cells). Returns (bow, edge pos)."""
+        P, Q = self.xy(*a), self.xy(*b)
+        length = math.dist(P, Q)
+        nx_, ny_ = -(Q[1] - P[1]) / length, (Q[0] - P[0]) / length  # left normal
+        M = ((P[0] + Q[0]) / 2, (P[1] + Q[1]) / 2)
+        limit = max(4 * BOW_STEP, 0.45 * length)
+        candidates = [0.0] + [sign * k * BOW_STEP for k in range(1, int(limit / BOW_STEP) + 1) for sign in (1, -1)]
+        best = None
+        for bow in candidates:
+            if any(abs(bow - s) < BOW_STEP * 0.9 for s in siblings):
+                continue
+            C = (M[0] + 2 * bow * nx_, M[1] + 2 * bow * ny_)  # the curve's midpoint is bow off the chord
+            hits = self._overlap([_quad(P, C, Q, i / 96) for i in range(1, 96)], {a, b})
+            cost = 10 * hits + abs(bow) / BOW_STEP
+            if best is None or cost < best[0]:
+                best = (cost, bow)
+            if hits == 0:
+                break  # candidates grow in |bow|: nothing later is cheaper
+        chosen = best[1] if best else (max(siblings, default=0.0) + BOW_STEP)
+        C = (M[0] + 2 * chosen * nx_, M[1] + 2 * chosen * ny_)
+
+        def in_box(s: float, cell) -> bool:
+            return self._inside(*_quad(P, C, Q, s), *cell, pad=1.0)
+
+        s0 = _boundary(lambda s: in_box(s, a), 0.0, 0.5)         # leaves the tail cell
+        s1 = _boundary(lambda s: not in_box(s, b), 0.5, 1.0)     # enters the head cell
+        tip = _quad(P, C, Q, s1)
+        sb = _boundary(lambda s: math.dist(_quad(P, C, Q, s), tip) > arrow_len, s0, s1)  # arrow base
+        A0, A2 = _quad(P, C, Q, s0), _quad(P, C, Q, sb)
+        d0 = _dquad(P, C, Q, s0)
+        A1 = (A0[0] + (sb - s0) / 2 * d0[0], A0[1] + (sb - s0) / 2 * d0[1])
+        c1 = (A0[0] + 2 / 3 * (A1[0] - A0[0]), A0[1] + 2 / 3 * (A1[1] - A0[1]))
+        c2 = (A2[0] + 2 / 3 * (A1[0] - A2[0]), A2[1] + 2 / 3 * (A1[1] - A2[1]))
+        pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in (A0, c1, c2, A2))
+        return chosen, f"e,{tip[0]:.1f},{tip[1]:.1f} {pts}"
+
+
+def _quad(P, C, Q, s: float) -> tuple[float, float]:
+    u = 1 - s
+    return (u * u * P[0] + 2 * u * s * C[0] + s * s * Q[0], u * u * P[1] + 2 * u * s * C[1] + s * s * Q[1])
+
+
+def _dquad(P, C, Q, s: float) -> tuple[float, float]:
+    return (2 * (1 - s) * (C[0] - P[0]) + 2 * s * (Q[0] - C[0]), 2 * (1 - s) * (C[1] - P[1]) + 2 * s * (Q[1] - C[1]))
+
+
+def _boundary(true_before, lo: float, hi: float) -> float:
+    """The s in [lo, hi] where ``true_before(s)`` turns false (first change found by scanning)."""
+    n = 32
+    prev = lo
+    for i in range(1, n + 1):
+        s = lo + (hi - lo) * i / n
+        if not true_before(s):
+            a, b = prev, s
+            for _ in range(30):
+                mid = (a + b) / 2
+                a, b = (mid, b) if true_before(mid) else (a, mid)
+            return (a + b) / 2
+        prev = s
+    return hi
+
+
+def _legend(g: graphviz.Digraph, used: list[str], *, x0: float, top: float, cells: list[str],
+            blank: bool) -> None:
     entries: list[tuple[str, str, dict]] = []
     for t in EDGE_TYPES:
         if t in used:
@@ -129,31 +265,40 @@ def _legend(g: graphviz.Digraph, used: list[str], *, x0: float, top: float, zero
         if t == "lateral" and "lateral_between" in used:
             entries.append(("lateral_between", "lateral (between areas)", LATERAL_BETWEEN))
     y = top
-    step = 0.36
+    step = 26.0
+    line = 40.0
     for key, text, attrs in entries:
         a, b = f"_legend_{key}_a", f"_legend_{key}_b"
-        g.node(a, label="", shape="point", style="invis", width="0.01", pos=f"{x0:.3f},{y:.3f}!")
-        g.node(b, label="", shape="point", style="invis", width="0.01", pos=f"{x0 + 0.55:.3f},{y:.3f}!")
-        _text(g, f"_legend_{key}_t", text, x0 + 0.7, y)
-        g.edge(a, b, **{"class": "legend"}, **attrs)
-        y -= step
-    y -= 0.1
-    cells = [("active", "computes", dict(fillcolor="white", color="#555555"))]
-    if zero_drive:
-        cells.append(("zero_drive", "zero drive (before arrival)",
-                      dict(fillcolor="white", color="#555555", style="rounded,dashed,filled")))
-    if silent:
-        cells.append(("silent", "silent (output 0)",
-                      dict(fillcolor=SILENT_FILL, color=SILENT_BORDER, fontcolor=SILENT_FONT)))
-    for key, text, attrs in cells:
-        g.node(f"_legend_cell_{key}", label="", width="0.3", height="0.2", pos=f"{x0 + 0.2:.3f},{y:.3f}!",
+        g.node(a, label="", shape="point", style="invis", width="0.01", height="0.01", fixedsize="true",
+               pos=f"{x0:.1f},{y:.1f}!")
+        g.node(b, label="", shape="point", style="invis", width="0.01", height="0.01", fixedsize="true",
+               pos=f"{x0 + line:.1f},{y:.1f}!")
+        _text(g, f"_legend_{key}_t", text, x0 + line + 12, y)
+        tip_len = ARROW_LENGTH.get(attrs["arrowhead"], 1.0) * 10 * ARROW_SIZE
+        g.edge(a, b, pos=f"e,{x0 + line:.1f},{y:.1f} {x0:.1f},{y:.1f} {x0 + 10:.1f},{y:.1f} "
+                         f"{x0 + line - tip_len - 10:.1f},{y:.1f} {x0 + line - tip_len:.1f},{y:.1f}",
                **{"class": "legend"}, **attrs)
-        _text(g, f"_legend_cell_{key}_t", text, x0 + 0.7, y)
+        y -= step
+    y -= 8
+    samples = {
+        "active": ("computes", dict(fillcolor="white", color="#555555")),
+        "zero_drive": ("zero drive (before arrival)", dict(fillcolor="white", color="#555555",
+                                                           style="rounded,dashed,filled")),
+        "silent": ("silent (output 0)", dict(fillcolor=SILENT_FILL, color=SILENT_BORDER)),
+        "input": ("input frame", dict(fillcolor=INPUT_FILL, color=INPUT_BORDER, style="filled")),
+        "input_blank": ("blank input frame", dict(fillcolor="white", color=INPUT_BORDER, style="filled")),
+    }
+    for key in cells + ["input"] + (["input_blank"] if blank else []):
+        text, attrs = samples[key]
+        g.node(f"_legend_cell_{key}", label="", width="0.36", height="0.22",
+               pos=f"{x0 + line / 2:.1f},{y:.1f}!", **{"class": "legend"}, **attrs)
+        _text(g, f"_legend_cell_{key}_t", text, x0 + line + 12, y)
         y -= step
 
 
 def _text(g: graphviz.Digraph, name: str, text: str, left: float, y: float) -> None:
-    """A plaintext node whose left edge is at ``left`` (neato centres nodes on ``pos``)."""
-    width = 0.09 * len(text) + 0.2
+    """A left-aligned plaintext label starting at ``left`` (nodes are centred on ``pos``)."""
+    width = (6.5 * len(text) + 10) / PT
     g.node(name, label=text + "\\l", shape="plaintext", style="", fontsize="10", fontcolor="#333333",
-           width=f"{width:.2f}", height="0.2", fixedsize="true", pos=f"{left + width / 2:.3f},{y:.3f}!")
+           width=f"{width:.2f}", height="0.2", fixedsize="true",
+           pos=f"{left + width * PT / 2:.1f},{y:.1f}!")

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from .components import CELLS, OPS
 from .diagnostics import Diagnostic, Pos, did_you_mean, one_of
+from .models import NAME_PATTERN
 from .source import LList, LMap
 
 
@@ -32,6 +33,7 @@ def _walk(tree: Any, loc: tuple) -> tuple[list, Pos, Pos, Any, bool]:
             node = node[seg]
             path.append(seg)
         elif seg == "[key]":
+            value_pos = key_pos  # the problem is the mapping key itself
             continue
         else:
             complete = False
@@ -116,6 +118,9 @@ def translate(errors: list[dict], tree: Any, root: type[BaseModel]) -> list[Diag
         path, vpos, kpos, node, complete = _walk(tree, err["loc"])
         grouped.setdefault((tuple(path), err["type"] == "extra_forbidden"), []).append(
             dict(err, _path=path, _vpos=vpos, _kpos=kpos, _node=node, _complete=complete))
+    # a typo in a required key gives 'missing x' and 'unknown xx': keep only the typo
+    typos = {(tuple(e["_path"][:-1]), e["loc"][-1])
+             for errs in grouped.values() for e in errs if e["type"] == "extra_forbidden"}
     out = []
     for (_, _), errs in grouped.items():
         types = {e["type"] for e in errs}
@@ -129,6 +134,9 @@ def translate(errors: list[dict], tree: Any, root: type[BaseModel]) -> list[Diag
                                      + "; or ".join(msgs)))
             continue
         for e in errs:
+            if e["type"] == "missing" and any(
+                    parent == tuple(e["_path"]) and did_you_mean(key, [e["loc"][-1]]) for parent, key in typos):
+                continue
             pos = e["_kpos"] if e["type"] == "extra_forbidden" else e["_vpos"]
             if e["type"] == "union_tag_invalid" and isinstance(e["_node"], LMap) and "type" in e["_node"]:
                 pos = e["_node"].where_value("type")  # point at the unknown type itself
@@ -153,6 +161,9 @@ def _message(e: dict, root, tree, short: bool = False) -> str:
         hint = did_you_mean(key, allowed)
         listing = f"; allowed keys: {', '.join(allowed)}" if allowed and not hint else ""
         return f"{dotted(parent)}: unknown key '{key}'{hint}{listing}"
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == NAME_PATTERN:
+        return (f"{where}: invalid name {e['input']!r}: use letters, digits, '-' and single '_' "
+                "(no '__', no '.'), starting with a letter or digit")
     if kind == "missing":
         key = e["loc"][-1]
         return f"{where}: missing required key '{key}'"

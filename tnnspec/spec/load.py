@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .diagnostics import Diagnostic, Pos, Report, SpecError
 from .errors import translate
@@ -69,7 +69,41 @@ def validate_tree(tree: Any, file: str) -> tuple[Spec, SourceMap]:
         spec = Spec.model_validate(resolved)
     except ValidationError as exc:
         raise SpecError(translate(exc.errors(), resolved, Spec)) from None
-    return spec, SourceMap(resolved, file)
+    source = SourceMap(resolved, file)
+    _strict_numbers(spec, resolved, [], report, source)
+    report.raise_if_errors()
+    return spec, source
+
+
+def _strict_numbers(value: Any, node: Any, path: list, report: Report, source: "SourceMap") -> None:
+    """Pydantic's lax mode turns ``true`` into 1 and ``2.0`` into 2; a spec file must say what
+    it means, so an integer field given a boolean or a float (and a number field given a
+    boolean) is an error."""
+    from .errors import dotted
+
+    if isinstance(value, BaseModel):
+        if isinstance(node, LMap):
+            for name in type(value).model_fields:
+                if name in node:
+                    _strict_numbers(getattr(value, name), node[name], path + [name], report, source)
+        return
+    if isinstance(value, dict) and isinstance(node, LMap):
+        for key in value:
+            if key in node:
+                _strict_numbers(value[key], node[key], path + [key], report, source)
+        return
+    if isinstance(value, (list, tuple)) and isinstance(node, list):
+        for i, (v, n) in enumerate(zip(value, node)):
+            _strict_numbers(v, n, path + [i], report, source)
+        return
+    wrong = None
+    if type(value) is int and (isinstance(node, bool) or isinstance(node, float)):
+        wrong = "an integer"
+    elif type(value) is float and isinstance(node, bool):
+        wrong = "a number"
+    if wrong:
+        report.error(source.where(path), f"{dotted(path)}: expected {wrong}, got {str(node).lower() if isinstance(node, bool) else node}")
+
 
 
 def parse_spec_file(path: str | Path) -> tuple[Spec, SourceMap]:

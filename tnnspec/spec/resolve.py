@@ -27,7 +27,11 @@ INCLUDABLE = set(MERGED_SECTIONS) | {"edges", "include", "tnnspec", "description
 
 def resolve(tree: LMap, report: Report) -> LMap:
     """Return a new tree with includes merged, templates applied and parameters substituted."""
-    tree = _merge_includes(tree, report, seen=(tree.pos.file,))
+    tree = _merge_includes(tree, report, seen=(_canonical(tree.pos.file),))
+    for section in ("parameters", "templates"):
+        if section in tree and not isinstance(tree[section], LMap):
+            report.error(tree.where_value(section), f"{section}: expected a mapping of name -> "
+                                                    f"{'value' if section == 'parameters' else 'area keys'}")
     params = tree.get("parameters") if isinstance(tree.get("parameters"), LMap) else LMap()
     templates = tree.get("templates") if isinstance(tree.get("templates"), LMap) else LMap()
     out = LMap(pos=tree.pos)
@@ -55,8 +59,13 @@ def _merge_includes(tree: LMap, report: Report, seen: tuple[str, ...]) -> LMap:
             report.error(where, "include: expected a file path (a string)")
             continue
         path = Path(tree.pos.file).parent / rel
-        if str(path) in seen:
-            report.error(where, f"include cycle: '{rel}' includes itself (through {' -> '.join(seen)})")
+        if _canonical(path) in seen:
+            chain = " -> ".join(Path(s).name for s in seen + (_canonical(path),))
+            report.error(where, f"include cycle: {chain}")
+            continue
+        if not path.is_file():
+            what = "is a directory, not a file" if path.is_dir() else "not found"
+            report.error(where, f"include: '{rel}' {what} (looked for {path})")
             continue
         try:
             sub = read_file(path)
@@ -70,12 +79,16 @@ def _merge_includes(tree: LMap, report: Report, seen: tuple[str, ...]) -> LMap:
             if key not in INCLUDABLE:
                 report.error(sub.where_key(key), f"'{key}' cannot appear in an included file; "
                                                  f"allowed: {', '.join(sorted(INCLUDABLE))}")
-        _merge_into(merged, _merge_includes(sub, report, seen + (str(path),)), report)
+        _merge_into(merged, _merge_includes(sub, report, seen + (_canonical(path),)), report)
     _merge_into(merged, tree, report)
     for key in ("tnnspec", "description"):  # the including file's own header wins
         if key in tree:
             merged.set(key, tree[key], tree.where_key(key), tree.where_value(key))
     return merged
+
+
+def _canonical(path) -> str:
+    return str(Path(path).resolve())
 
 
 def _merge_into(dest: LMap, src: LMap, report: Report) -> None:
@@ -112,7 +125,11 @@ def _apply_templates(areas: LMap, templates: LMap, report: Report) -> LMap:
         if isinstance(area, LMap) and "use" in area:
             tname = area["use"]
             template = templates.get(tname) if isinstance(tname, str) else None
-            if not isinstance(template, LMap):
+            if template is not None and not isinstance(template, LMap):
+                report.error(templates.where_value(tname),
+                             f"templates.{tname}: a template must be a mapping of area keys")
+                area = LMap({k: v for k, v in area.items() if k != "use"}, pos=area.pos)
+            elif not isinstance(template, LMap):
                 known = list(templates)
                 hint = did_you_mean(str(tname), known) or (
                     f"; defined templates: {', '.join(known)}" if known else "; no templates are defined")

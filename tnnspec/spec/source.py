@@ -83,12 +83,23 @@ def node_pos(node, file: str) -> Pos:
 
 
 def _scalar(node: ScalarNode, file: str, report: Report) -> Any:
+    try:
+        return _typed_scalar(node, file, report)
+    except ValueError:
+        kind = node.tag.replace(CORE, "")
+        report.error(node_pos(node, file), f"'{node.value}' is not a valid {kind} (tagged !!{kind})")
+        return None
+
+
+def _typed_scalar(node: ScalarNode, file: str, report: Report) -> Any:
     tag, text = node.tag, node.value
     if tag == CORE + "str":
         return text
     if tag == CORE + "null":
         return None
     if tag == CORE + "bool":
+        if text.lower() not in ("true", "false"):
+            raise ValueError(text)
         return text.lower() == "true"
     if tag == CORE + "int":
         clean = text.replace("_", "")
@@ -113,7 +124,12 @@ def _bad_tag(tag: str) -> str:
             "(mappings, lists, strings, numbers, booleans, null); nothing is imported or evaluated")
 
 
-def _convert(node, file: str, report: Report) -> Any:
+MAX_DEPTH = 64
+
+
+def _convert(node, file: str, report: Report, depth: int = 0) -> Any:
+    if depth > MAX_DEPTH:
+        raise _TooDeep(node_pos(node, file))
     if isinstance(node, ScalarNode):
         return _scalar(node, file, report)
     if isinstance(node, SequenceNode):
@@ -122,19 +138,24 @@ def _convert(node, file: str, report: Report) -> Any:
             return None
         out = LList(pos=node_pos(node, file))
         for item in node.value:
-            out.append(_convert(item, file, report))
+            out.append(_convert(item, file, report, depth + 1))
             out.item_pos.append(node_pos(item, file))
         return out
     if isinstance(node, MappingNode):
         if node.tag != CORE + "map":
             report.error(node_pos(node, file), _bad_tag(node.tag))
             return None
-        return _mapping(node, file, report)
+        return _mapping(node, file, report, depth)
     report.error(node_pos(node, file), "unsupported YAML node")
     return None
 
 
-def _mapping(node: MappingNode, file: str, report: Report) -> LMap:
+class _TooDeep(Exception):
+    def __init__(self, pos: Pos):
+        self.pos = pos
+
+
+def _mapping(node: MappingNode, file: str, report: Report, depth: int) -> LMap:
     out = LMap(pos=node_pos(node, file))
     merged: list[LMap] = []
     for key_node, value_node in node.value:
@@ -143,7 +164,7 @@ def _mapping(node: MappingNode, file: str, report: Report) -> LMap:
             report.error(kpos, "mapping keys must be plain strings")
             continue
         if key_node.tag == CORE + "merge" or key_node.value == MERGE_KEY:
-            value = _convert(value_node, file, report)
+            value = _convert(value_node, file, report, depth + 1)
             sources = value if isinstance(value, list) else [value]
             merged.extend(s for s in sources if isinstance(s, LMap))
             continue
@@ -155,7 +176,7 @@ def _mapping(node: MappingNode, file: str, report: Report) -> LMap:
             report.error(kpos, f"duplicate key '{key}' (first defined at line {first.line}); "
                                "each key may appear once")
             continue
-        out.set(key, _convert(value_node, file, report), kpos, node_pos(value_node, file))
+        out.set(key, _convert(value_node, file, report, depth + 1), kpos, node_pos(value_node, file))
     for source in merged:  # YAML merge keys: explicit keys win
         for key, value in source.items():
             if key not in out:
@@ -177,13 +198,44 @@ def _yaml_problem(exc: MarkedYAMLError, text: str, file: str) -> Diagnostic:
     return Diagnostic(file, line, col, "error", message)
 
 
+def _deepest_bracket(text: str, file: str) -> Pos:
+    """Where flow brackets first nest deeper than MAX_DEPTH (1:1 if they never do)."""
+    depth = 0
+    for line_no, line in enumerate(text.splitlines(), 1):
+        for col, ch in enumerate(line, 1):
+            depth += ch in "[{"
+            depth -= ch in "]}"
+            if depth > MAX_DEPTH:
+                return Pos(file, line_no, col)
+    return Pos(file, 1, 1)
+
+
+def _check_json(text: str, file: str) -> None:
+    """A .json file must be strict JSON (no trailing commas, comments or YAML syntax)."""
+    import json
+
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError([Diagnostic(file, exc.lineno, exc.colno, "error",
+                                    f"JSON syntax error: {exc.msg}")]) from None
+    except RecursionError:
+        raise SpecError([Diagnostic(file, 1, 1, "error", "JSON nested too deeply")]) from None
+
+
 def parse_text(text: str, file: str = "<string>") -> Any:
     """Parse YAML or JSON text into a located tree; raise :class:`SpecError` on any problem."""
     report = Report()
     if text.startswith("\ufeff"):
         text = text[1:]
+    if file.endswith(".json"):
+        _check_json(text, file)
+    too_deep = Diagnostic(file, 1, 1, "error", f"nesting deeper than {MAX_DEPTH} levels; a tnnspec file "
+                                               "is never nested this deeply")
     try:
         node = YAML(typ="rt").compose(text)
+    except RecursionError:
+        raise SpecError([Diagnostic.at(_deepest_bracket(text, file), "error", too_deep.message)]) from None
     except MarkedYAMLError as exc:
         raise SpecError([_yaml_problem(exc, text, file)]) from None
     except YAMLError as exc:
@@ -192,7 +244,10 @@ def parse_text(text: str, file: str = "<string>") -> Any:
         raise SpecError([Diagnostic(file, 1, 1, "error",
                                     "file is empty: a tnnspec file is a mapping that starts with "
                                     "'tnnspec: \"1.0\"'")])
-    tree = _convert(node, file, report)
+    try:
+        tree = _convert(node, file, report)
+    except _TooDeep as exc:
+        raise SpecError([Diagnostic.at(exc.pos, "error", too_deep.message)]) from None
     report.raise_if_errors()
     return tree
 
