@@ -88,6 +88,31 @@ def cmd_render(args) -> int:
     return 0
 
 
+def cmd_convert_weights(args) -> int:
+    import torch
+    from safetensors.torch import save_file
+
+    from ..zoo.registry import WeightError, convert_weights
+
+    try:
+        ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unreadable or unsafe file: say so, no traceback
+        print(f"error: cannot read checkpoint {args.checkpoint}: {exc}", file=sys.stderr)
+        return 1
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        print(f"error: {args.checkpoint} holds no state dict", file=sys.stderr)
+        return 1
+    try:
+        out = convert_weights(args.source, state)
+    except WeightError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    save_file({k: v.contiguous() for k, v in out.items()}, args.output)
+    print(f"wrote {len(out)} tensors to {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tnnspec", description=(
         "Validate, summarise, render and compile brain-area graph specs (YAML/JSON)."))
@@ -117,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--detail", action="store_true", help="add channels, size and cell to each area")
     r.add_argument("--format", choices=("graph", "text"), default="graph", help="'text' prints to the terminal")
     r.set_defaults(fn=cmd_render)
+
+    c = sub.add_parser("convert-weights", help="map a published checkpoint onto a zoo model's parameter names")
+    c.add_argument("checkpoint", metavar="CHECKPOINT", help="a torch checkpoint (state dict, or {'state_dict': ...})")
+    c.add_argument("--from", dest="source", required=True, metavar="NAME", help="zoo model name, e.g. cornet_rt")
+    c.add_argument("-o", "--output", required=True, metavar="OUT.safetensors")
+    c.set_defaults(fn=cmd_convert_weights)
     return p
 
 
