@@ -184,3 +184,33 @@ def test_cuda_matches_cpu(ventral):
     cpu = net(x).readouts["logits"]
     gpu = net.to("cuda")(x.to("cuda")).readouts["logits"].cpu()
     assert torch.allclose(cpu, gpu, atol=1e-4)
+
+
+def test_activation_checkpointing_gives_the_same_gradients(ventral):
+    torch.manual_seed(0)
+    plain = tnnspec.compile(ventral)
+    ckpt = tnnspec.compile(ventral, checkpoint=True)
+    ckpt.load_state_dict(plain.state_dict())
+    x = plain.example_inputs(2)
+    for net in (plain, ckpt):
+        net(x, steps=5).readouts["logits"].square().sum().backward()
+    for (name, a), (_, b) in zip(plain.named_parameters(), ckpt.named_parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-5, rtol=1e-4), name
+
+
+def test_bf16_autocast_runs_and_stays_close(ventral):
+    net = tnnspec.compile(ventral).eval()
+    x = net.example_inputs(2)
+    with torch.no_grad():
+        ref = net(x).readouts["logits"]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = net(x).readouts["logits"].float()
+    assert low.shape == ref.shape and (low - ref).abs().max() < 0.1 * ref.abs().max() + 0.05
+
+
+def test_torch_export_matches_eager(ventral):
+    net = tnnspec.compile(ventral).eval()
+    x = net.example_inputs(2)
+    exported = torch.export.export(net, (x,))
+    out = exported.module()(x)
+    assert torch.allclose(out.readouts["logits"], net(x).readouts["logits"], atol=1e-5)

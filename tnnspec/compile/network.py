@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..graph.plan import Plan, build_plan
 from ..spec.components import ShapeContext
@@ -26,18 +27,25 @@ class Run:
     areas: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [T, B, ...]
 
 
+torch.export.register_dataclass(Run, serialized_type_name="tnnspec.Run")  # torch.export / pytrees
+
+
 class Network(nn.Module):
     """A spec compiled to a torch module. ``net(x, steps=None, record=())`` returns a :class:`Run`.
 
     ``x`` is a tensor for a single-input spec ([B, C, H, W], or [B, T, C, H, W] for a sequence
     input) or a mapping input name -> tensor. ``tbptt=k`` cuts gradients every k steps
-    (truncated backpropagation through time).
+    (truncated backpropagation through time). ``checkpoint=True`` recomputes each step's
+    activations during backward instead of storing them (memory ~ one step plus the
+    outputs kept for delayed edges; forward hooks and BatchNorm statistics in train mode
+    then see each step twice).
     """
 
-    def __init__(self, spec: Spec, tbptt: int | None = None):
+    def __init__(self, spec: Spec, tbptt: int | None = None, checkpoint: bool = False):
         super().__init__()
         self.spec = spec
         self.tbptt = tbptt
+        self.checkpoint = checkpoint
         self._plans: dict[int, Plan] = {}
         plan = self.plan = self.plan_for(None)
         shapes = plan.shapes
@@ -142,24 +150,19 @@ class Network(nn.Module):
             if self.tbptt and t and t % self.tbptt == 0:
                 outputs = {n: {s: v.detach() for s, v in h.items()} for n, h in outputs.items()}
                 states = {n: _detach(s) for n, s in states.items()}
-            for name, inp in xs.items():
-                outputs[name][t] = self._frame(name, inp, t, blanks)
-            computed = set()
-            for step in area_steps:
-                outputs[step.area][t] = self._update(step, outputs, states, t, zero)
-                computed.add(step.area)
-            for name, module in self.areas.items():
-                if name not in computed:  # silent: exactly zero, nothing computed
-                    outputs[name][t] = module.probe(zero("out:" + name, module.out_shape))
+            frames = {name: self._frame(name, inp, t, blanks) for name, inp in xs.items()}
+            past = {(r.source, r.at): outputs[r.source][r.at] for s in area_steps for r in s.reads if r.at < t}
+            if self.checkpoint and torch.is_grad_enabled():
+                current, states, heads = checkpoint(self._step, t, area_steps, past, states, frames, zero,
+                                                    use_reentrant=False)
+            else:
+                current, states, heads = self._step(t, area_steps, past, states, frames, zero)
+            for name, value in current.items():
+                outputs[name][t] = value
             for name in record:
-                recorded[name].append(outputs[name][t])
-            for name, head in self.readouts.items():
-                src = self.spec.readouts[name].source
-                if src in computed:
-                    y = head(outputs[src][t], t)
-                else:
-                    y = zero("readout:" + name, plan.shapes.readout[name])
-                if head.cumulative:
+                recorded[name].append(current[name])
+            for name, y in heads.items():
+                if self.readouts[name].cumulative:
                     y = totals[name] + y if name in totals else y
                     totals[name] = y
                 readouts[name].append(y)
@@ -168,14 +171,34 @@ class Network(nn.Module):
         return Run(readouts={n: torch.stack(v) for n, v in readouts.items()},
                    areas={n: torch.stack(v) for n, v in recorded.items()})
 
-    def _update(self, step, outputs, states, t: int, zero) -> torch.Tensor:
+    def _step(self, t: int, area_steps, past, states, frames, zero):
+        """One step: returns (this step's outputs by node, the new states, readout heads).
+        Reads earlier steps from ``past`` ((source, step) -> output) and mutates none of its
+        arguments, so a step can be recomputed (activation checkpointing)."""
+        current = dict(frames)
+        states = dict(states)
+        for step in area_steps:
+            current[step.area] = self._update(step, past, current, states, t, zero)
+        for name, module in self.areas.items():
+            if name not in current:  # silent: exactly zero, nothing computed
+                current[name] = module.probe(zero("out:" + name, module.out_shape))
+        computed = {s.area for s in area_steps}
+        heads = {}
+        for name, head in self.readouts.items():
+            src = self.spec.readouts[name].source
+            heads[name] = (head(current[src], t) if src in computed
+                           else zero("readout:" + name, self.plan.shapes.readout[name]))
+        return current, states, heads
+
+    def _update(self, step, past, current, states, t: int, zero) -> torch.Tensor:
         area = self.areas[step.area]
         combine = self.spec.areas[step.area].combine
         bottom, recurrent, driving = [], [], []
         drive = None
         delivered = {}
         for read in step.reads:
-            y = self.edges[read.name](outputs[read.source][read.at], t)
+            source = current[read.source] if read.at == t else past[(read.source, read.at)]
+            y = self.edges[read.name](source, t)
             delivered[read.edge] = y
             if read.role == "bottom_up":
                 bottom.append(y)
