@@ -214,3 +214,10 @@ def test_torch_export_matches_eager(ventral):
     exported = torch.export.export(net, (x,))
     out = exported.module()(x)
     assert torch.allclose(out.readouts["logits"], net(x).readouts["logits"], atol=1e-5)
+
+
+def test_unroll_loop_compiles_to_one_graph_without_breaks(ventral):
+    torch._dynamo.reset()
+    net = tnnspec.compile(ventral).eval()
+    explanation = torch._dynamo.explain(net)(net.example_inputs(2))
+    assert explanation.graph_break_count == 0 and explanation.graph_count == 1
