@@ -78,3 +78,19 @@ def test_cli_summary_lists_areas_and_plan():
     res = _cli("summary", str(ROOT / "graphs" / "ventral4.yaml"), "--steps", "2")
     assert res.returncode == 0
     assert "total parameters: 478,154" in res.stdout and "t=1:" in res.stdout
+
+
+def test_cli_render_text_and_dot(tmp_path):
+    graph = str(ROOT / "graphs" / "ventral4.yaml")
+    text = _cli("render", graph, "--format", "text")
+    assert text.returncode == 0 and "V4" in text.stdout and "feedback" in text.stdout
+    out = tmp_path / "g.dot"
+    res = _cli("render", graph, "-o", str(out))
+    assert res.returncode == 0 and "digraph" in out.read_text()
+
+
+def test_schema_modeline_key_is_accepted():
+    spec = tnnspec.loads('$schema: ../schemas/tnnspec.schema.json\ntnnspec: "1.0"\nname: m\n'
+                         'inputs: {i: {shape: [2]}}\nareas: {A: {channels: 2}}\n'
+                         'edges: [{type: feedforward, source: i, target: A}]\n')
+    assert spec.name == "m"

@@ -158,3 +158,6 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as exc:  # e.g. an include that fails late
         _print_diagnostics(exc.diagnostics, False, sys.stderr)
         return 1
+    except BrokenPipeError:  # `tnnspec summary FILE | head`
+        sys.stderr.close()
+        return 0
