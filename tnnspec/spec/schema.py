@@ -111,6 +111,9 @@ def _preprocessing_keys(schema, defs) -> None:
     area["required"] = []
     area.setdefault("anyOf", [{"required": ["channels"]}, {"required": ["use"]}])
     props = schema["properties"]
+    # inputs and areas may come from included files
+    schema["required"] = [k for k in schema.get("required", []) if k not in ("inputs", "areas")]
+    schema["anyOf"] = [{"required": ["inputs", "areas"]}, {"required": ["include"]}]
     props["include"] = {"description": "other files merged into this one (paths relative to this file)",
                         "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
     props["parameters"] = {"type": "object", "description": "named values, referenced as $name",
