@@ -221,3 +221,42 @@ def test_unroll_loop_compiles_to_one_graph_without_breaks(ventral):
     net = tnnspec.compile(ventral).eval()
     explanation = torch._dynamo.explain(net)(net.example_inputs(2))
     assert explanation.graph_break_count == 0 and explanation.graph_count == 1
+
+
+STEM = """
+tnnspec: "1.0"
+name: stem
+time: {{steps: 6, default_delay: sweep}}
+inputs: {{x: {{shape: [2, 8, 8], schedule: {schedule}}}}}
+areas:
+  S1: {{level: 1, channels: 4, ops: [{{norm: {{type: group, groups: 2}}}}, relu]}}
+  S2: {{level: 2, channels: 4, ops: [relu]}}
+  R: {{level: 3, channels: 4, cell: {{type: gru, kernel: 3}}}}
+  T: {{level: 4, channels: 4}}
+edges:
+  - {{type: feedforward, source: x, target: S1, transform: [{{conv: {{kernel: 3}}}}]}}
+  - {{type: feedforward, source: S1, target: S2, delay: 1, transform: [{{conv: {{kernel: 3}}}}]}}
+  - {{type: feedforward, source: S2, target: R, transform: [{{conv: {{kernel: 1}}}}]}}
+  - {{type: feedforward, source: R, target: T, transform: [{{conv: {{kernel: 1}}}}]}}
+readouts: {{y: {{source: T, head: [{{pool: avg}}, {{linear: 3}}]}}}}
+"""
+
+
+@pytest.mark.parametrize("schedule", ["static", "{type: on_off, on: 0, off: 3}", "sequence"])
+def test_time_invariant_hoisting_is_exact(schedule):
+    spec = tnnspec.loads(STEM.format(schedule=schedule))
+    hoisted, plain = tnnspec.compile(spec), tnnspec.compile(spec, hoist=False)
+    plain.load_state_dict(hoisted.state_dict())
+    x = hoisted.example_inputs(2)
+    a = hoisted(x, record=tuple(spec.areas))
+    b = plain(x, record=tuple(spec.areas))
+    for name in spec.areas:
+        assert torch.equal(a.areas[name], b.areas[name]), name
+    assert torch.equal(a.readouts["y"], b.readouts["y"])
+    reused = {(t, s.area) for t, step in enumerate(hoisted.plan.schedule) for s in step if s.reuse}
+    if schedule == "static":  # stems are computed once; the GRU and what follows it never reuse
+        assert reused == {(t, "S1") for t in range(1, 6)} | {(t, "S2") for t in range(2, 6)}
+    elif schedule == "sequence":
+        assert reused == set()
+    else:  # the frame changes at t=3 (blank): S1 recomputes there, S2 one step later
+        assert (3, "S1") not in reused and (4, "S2") not in reused and (4, "S1") in reused

@@ -43,8 +43,11 @@ def summary_text(spec: Spec, steps: int | None = None, show_plan: bool = True) -
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))
     total = _count(net)
-    lines.append(f"total parameters: {total:,}   area updates over {plan.steps} steps: {plan.work} "
-                 f"of {plan.steps * len(spec.areas)} (silent steps skipped)")
+    slots = plan.steps * len(spec.areas)
+    silent = slots - plan.work - plan.reused
+    lines.append(f"total parameters: {total:,}   area updates over {plan.steps} steps: {plan.work} computed, "
+                 f"{plan.reused} reused (time-invariant), {silent} silent — "
+                 f"{100 * (slots - plan.work) / slots:.0f}% of {slots} saved")
     if show_plan:
         lines += ["", str(plan)]
     return "\n".join(lines)

@@ -41,8 +41,9 @@ class Network(nn.Module):
     then see each step twice).
     """
 
-    def __init__(self, spec: Spec, tbptt: int | None = None, checkpoint: bool = False):
+    def __init__(self, spec: Spec, tbptt: int | None = None, checkpoint: bool = False, hoist: bool = True):
         super().__init__()
+        self.hoist = hoist
         self.spec = spec
         self.tbptt = tbptt
         self.checkpoint = checkpoint
@@ -152,6 +153,7 @@ class Network(nn.Module):
                 states = {n: _detach(s) for n, s in states.items()}
             frames = {name: self._frame(name, inp, t, blanks) for name, inp in xs.items()}
             past = {(r.source, r.at): outputs[r.source][r.at] for s in area_steps for r in s.reads if r.at < t}
+            past.update({(s.area, t - 1): outputs[s.area][t - 1] for s in area_steps if s.reuse})
             if self.checkpoint and torch.is_grad_enabled():
                 current, states, heads = checkpoint(self._step, t, area_steps, past, states, frames, zero,
                                                     use_reentrant=False)
@@ -178,7 +180,10 @@ class Network(nn.Module):
         current = dict(frames)
         states = dict(states)
         for step in area_steps:
-            current[step.area] = self._update(step, past, current, states, t, zero)
+            if step.reuse and self.hoist:  # time-invariant: the previous step's output, exactly
+                current[step.area] = self.areas[step.area].probe(past[(step.area, t - 1)])
+            else:
+                current[step.area] = self._update(step, past, current, states, t, zero)
         for name, module in self.areas.items():
             if name not in current:  # silent: exactly zero, nothing computed
                 current[name] = module.probe(zero("out:" + name, module.out_shape))

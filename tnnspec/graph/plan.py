@@ -32,10 +32,13 @@ class Read:
 
 @dataclass(frozen=True)
 class AreaStep:
-    """Area ``area`` computes at this step from the terms in ``reads`` (empty: zero drive)."""
+    """Area ``area`` computes at this step from the terms in ``reads`` (empty: zero drive).
+    With ``reuse`` its output is provably the previous step's (time-invariant hoisting): the
+    executor takes that output instead of computing it again."""
 
     area: str
     reads: tuple[Read, ...]
+    reuse: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,11 +54,17 @@ class Plan:
 
     @cached_property
     def work(self) -> int:
-        """Number of area computations over the whole run."""
-        return sum(len(s) for s in self.schedule)
+        """Number of area computations over the whole run (reused outputs not counted)."""
+        return sum(1 for s in self.schedule for a in s if not a.reuse)
+
+    @cached_property
+    def reused(self) -> int:
+        """Number of area updates replaced by the previous step's output."""
+        return sum(1 for s in self.schedule for a in s if a.reuse)
 
     def __str__(self) -> str:
-        lines = [f"plan: {self.steps} steps, {len(self.order)} areas, {self.work} area updates",
+        lines = [f"plan: {self.steps} steps, {len(self.order)} areas, {self.work} area updates"
+                 + (f" ({self.reused} more reused: time-invariant)" if self.reused else ""),
                  "order within a step: " + " -> ".join(self.order),
                  "arrival: " + ", ".join(f"{a}@{'never' if s is None else s}" for a, s in self.arrival.items())]
         for t, step in enumerate(self.schedule):
@@ -65,7 +74,7 @@ class Plan:
                 terms = ", ".join(f"{r.name}[{r.source}@t{r.at}]" + ("" if r.role in ("bottom_up", "recurrent")
                                                                      else f"({r.role})") for r in s.reads)
                 drive = terms or "zero drive"
-                lines.append(f"  {s.area:<12} <- {drive}")
+                lines.append(f"  {s.area:<12} <- " + ("same as previous step" if s.reuse else drive))
             silent = [a for a in self.order if a not in active_areas]
             if silent:
                 lines.append(f"  silent: {', '.join(silent)}")
@@ -80,6 +89,21 @@ def _role(edge) -> str:
     if edge.type == "attention":
         return edge.mode
     return "divide"
+
+
+def _pure(spec: Spec, area: str, incoming: list[int]) -> bool:
+    """An area whose output depends only on what it reads this step: no cell state and no op
+    that differs between calls (dropout) or learns from each call (batch norm statistics)."""
+    a = spec.areas[area]
+    if a.cell.name != "identity":
+        return False
+    chains = [a.ops] + [spec.edges[i].transform for i in incoming]
+    for chain in chains:
+        for entry in chain:
+            op = entry.op
+            if entry.op_name == "dropout" or (entry.op_name == "norm" and op.type == "batch"):
+                return False
+    return True
 
 
 def evaluation_order(spec: Spec, delays) -> tuple[str, ...]:
@@ -110,16 +134,31 @@ def build_plan(spec: Spec, steps: int | None = None) -> Plan:
         incoming[a].sort(key=lambda i: rank[_role(spec.edges[i])])
     history: dict[str, int] = {}
     schedule = []
+    same = {n: [False] * T for n in list(spec.inputs) + list(spec.areas)}  # output(t) == output(t - 1)
+    for name, inp in spec.inputs.items():
+        sched = inp.schedule
+        for t in range(1, T):
+            same[name][t] = sched.type == "static" or (sched.type == "on_off" and t not in (sched.on, sched.off))
+    pure = {a: _pure(spec, a, incoming[a]) for a in spec.areas}
+    previous: dict[str, AreaStep] = {}
     for t in range(T):
         step = []
         for a in order:
             if not active(spec, arrival, a, t):
+                previous.pop(a, None)
                 continue
             reads = tuple(Read(i, names[i], spec.edges[i].source, _role(spec.edges[i]), t - delays[i])
                           for i in incoming[a] if delivers(spec, arrival, i, delays[i], t))
+            before = previous.get(a)
+            reuse = (pure[a] and before is not None and [r.edge for r in before.reads] == [r.edge for r in reads]
+                     and all(r.at >= 1 and same[r.source][r.at] for r in reads))
+            if reuse:
+                same[a][t] = True
+                history[a] = max(history.get(a, 0), 1)
             for r in reads:
                 history[r.source] = max(history.get(r.source, 0), t - r.at)
-            step.append(AreaStep(a, reads))
+            previous[a] = AreaStep(a, reads, reuse)
+            step.append(previous[a])
         schedule.append(tuple(step))
     return Plan(T, order, arrival, tuple(delays), tuple(names), history, tuple(schedule),
                 infer_shapes(spec, arrival))
