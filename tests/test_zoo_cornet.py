@@ -151,13 +151,24 @@ def test_equivalent_to_reference_at_every_step(name: str, x: torch.Tensor) -> No
 
 def test_cornet_s_equivalent_to_reference(x: torch.Tensor) -> None:
     spec, net = loaded("cornet_s")
-    with torch.no_grad():
-        ref = reference("cornet_s")(x, return_steps=True)
-        run = net(x, record=tuple(spec.areas))
+    inner: dict[str, list[torch.Tensor]] = {a: [] for a in AREAS[1:]}
+    hooks = [net.areas[a].cell.output.register_forward_hook(lambda m, i, o, a=a: inner[a].append(o))
+             for a in inner]  # the cell calls its `output` identity once per inner step, as CORnet
+    try:
+        with torch.no_grad():
+            ref = reference("cornet_s")(x, return_steps=True)
+            run = net(x, record=tuple(spec.areas))
+    finally:
+        for h in hooks:
+            h.remove()
     for a in AREAS:  # the reference lists every inner step; the area output is the last
         got = run.areas[a][-1]
         assert got.shape == ref.areas[a][-1].shape
         assert (got - ref.areas[a][-1]).abs().max().item() <= TOL, a
+    for a, outs in inner.items():
+        assert len(outs) == len(ref.areas[a]) == {"V2": 2, "V4": 4, "IT": 2}[a]
+        for k, (got, exp) in enumerate(zip(outs, ref.areas[a])):
+            assert (got - exp).abs().max().item() <= TOL, (a, k)
     assert (run.readouts["logits"][-1] - ref.logits).abs().max().item() <= TOL
 
 

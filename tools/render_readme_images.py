@@ -20,11 +20,18 @@ import tnnspec  # noqa: E402
 from tnnspec.render import RenderError, area_graph, render, unrolled  # noqa: E402
 
 
-def render_all(graphs: Path, out: Path) -> list[Path]:
-    """Render every ``*.yaml`` in ``graphs`` into ``out``; returns the files written."""
+README_GRAPHS = ("ventral4", "cornet_rt")
+
+
+def render_all(graphs: Path, out: Path, names=README_GRAPHS) -> list[Path]:
+    """Render the graphs ``names`` (file stems in ``graphs``; None: every graph file, include
+    fragments ``_*.yaml`` excepted) into ``out``; returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for path in sorted(Path(graphs).glob("*.yaml")):
+    paths = sorted(p for p in Path(graphs).glob("*.yaml") if not p.name.startswith("_"))
+    if names is not None:
+        paths = [p for p in paths if p.stem in names]
+    for path in paths:
         spec = tnnspec.load(path)
         for kind, picture in (("graph", area_graph(spec)), ("unrolled", unrolled(spec))):
             for suffix in ("svg", "png"):

@@ -1,0 +1,217 @@
+"""Benchmarks: compiled zoo models against the hand-written references, in one run.
+
+    python tools/bench.py [--quick] [--json OUT.json] [--markdown OUT.md]
+
+Each pair runs with the same weights (converted with tnnspec.zoo.convert_weights), the same
+threads and inputs, in eval mode; times are medians of repeated runs after warm-up. Ratios
+are compiled / reference (below 1: tnnspec is faster). Also: the gain of time-invariant
+hoisting over a dense unroll on a ConvRNN-style net with a feedforward stem, and
+validate+compile time of the Markov macaque graph and of generated graphs of growing size.
+The last line is ``worst ratio compiled/reference: X.XX``. Timings are never asserted in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import tnnspec  # noqa: E402
+from tnnspec import zoo  # noqa: E402
+
+
+def median_time(fn, repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _pair(name: str, size: int | None):
+    """(reference module, compiled network, forward functions) with shared weights."""
+    from references.blt_ccn23 import BLTNet64
+    from references.cornet import CORnetRT, CORnetS
+
+    spec = zoo.load(name)
+    if size is not None:
+        inputs = {k: v.model_copy(update={"shape": [v.shape[0], size, size]}) for k, v in spec.inputs.items()}
+        spec = spec.model_copy(update={"inputs": inputs})
+    torch.manual_seed(0)
+    if name == "cornet_rt":
+        ref = CORnetRT(times=spec.time.steps)
+        ref_fwd = lambda x: ref(x)  # noqa: E731  (final logits, as the peer returns)
+    elif name == "cornet_s":
+        ref = CORnetS()
+        ref_fwd = lambda x: ref(x)  # noqa: E731
+    elif name == "blt_net_64":
+        ref = BLTNet64(interaction="multiplicative", times=spec.time.steps)
+        ref_fwd = lambda x: ref(x)  # noqa: E731  (log-probabilities at every step)
+    else:
+        raise KeyError(name)
+    net = tnnspec.compile(spec)
+    net.load_state_dict(zoo.convert_weights(name, ref.state_dict(), check=False))
+    return ref.eval(), net.eval(), ref_fwd, lambda x: net(x).readouts
+
+
+def _loss(out) -> torch.Tensor:
+    if isinstance(out, dict):
+        return sum(v.float().square().mean() for v in out.values())
+    if isinstance(out, (list, tuple)):
+        return sum(v.float().square().mean() for v in out)
+    return out.float().square().mean()
+
+
+def bench_pairs(quick: bool) -> list[dict]:
+    cases = [("cornet_rt", 224, (1,) if quick else (1, 8)),
+             ("cornet_s", 224, (1,) if quick else (1, 8)),
+             ("blt_net_64", None, (4,) if quick else (4, 8))]
+    repeats = 5 if quick else 10
+    rows = []
+    for name, size, batches in cases:
+        ref, net, ref_fwd, net_fwd = _pair(name, size)
+        for batch in batches:
+            x = net.example_inputs(batch)
+            row = {"model": name, "batch": batch}
+            with torch.inference_mode():
+                row["ref_fwd_s"] = median_time(lambda: ref_fwd(x), repeats)
+                row["tnn_fwd_s"] = median_time(lambda: net_fwd(x), repeats)
+            if not (quick and name == "cornet_s"):
+                row["ref_fwdbwd_s"] = median_time(lambda: _loss(ref_fwd(x)).backward(), max(3, repeats // 2), 1)
+                row["tnn_fwdbwd_s"] = median_time(lambda: _loss(net_fwd(x)).backward(), max(3, repeats // 2), 1)
+            row["fwd_ratio"] = row["tnn_fwd_s"] / row["ref_fwd_s"]
+            if "ref_fwdbwd_s" in row:
+                row["fwdbwd_ratio"] = row["tnn_fwdbwd_s"] / row["ref_fwdbwd_s"]
+            rows.append(row)
+            print(f"  {name:<12} b{batch:<3} fwd {row['tnn_fwd_s'] * 1e3:8.1f} ms vs ref "
+                  f"{row['ref_fwd_s'] * 1e3:8.1f} ms  ratio {row['fwd_ratio']:.2f}"
+                  + (f" | fwd+bwd ratio {row['fwdbwd_ratio']:.2f}" if "fwdbwd_ratio" in row else ""), flush=True)
+    return rows
+
+
+STEM_NET = """
+tnnspec: "1.0"
+name: stem_net
+time: {steps: 12, default_delay: biological}
+inputs: {image: {shape: [3, 64, 64]}}
+areas:
+  conv1: {level: 1, channels: 64, ops: [relu]}
+  conv2: {level: 2, channels: 128, ops: [relu]}
+  conv3: {level: 3, channels: 128, cell: {type: gru, kernel: 3}}
+edges:
+  - {type: feedforward, source: image, target: conv1, transform: [{conv: {kernel: 5, stride: 2}}]}
+  - {type: feedforward, source: conv1, target: conv2, transform: [{conv: {kernel: 3}}]}
+  - {type: feedforward, source: conv2, target: conv3, transform: [{pool: {type: max, kernel: 2}}, {conv: 128}]}
+readouts: {logits: {source: conv3, head: [{pool: avg}, {linear: 10}]}}
+"""
+
+
+def bench_hoisting(quick: bool) -> dict:
+    spec = tnnspec.loads(STEM_NET)
+    hoisted, dense = tnnspec.compile(spec).eval(), tnnspec.compile(spec, hoist=False).eval()
+    dense.load_state_dict(hoisted.state_dict())
+    x = hoisted.example_inputs(8)
+    with torch.inference_mode():
+        t_h = median_time(lambda: hoisted(x), 3 if quick else 10)
+        t_d = median_time(lambda: dense(x), 3 if quick else 10)
+    row = {"hoisted_s": t_h, "dense_s": t_d, "speedup": t_d / t_h,
+           "saved_updates": hoisted.plan.reused, "total_updates": hoisted.plan.work + hoisted.plan.reused}
+    print(f"  stem net (static image, T=12, b8): dense {t_d * 1e3:.1f} ms, hoisted {t_h * 1e3:.1f} ms, "
+          f"speedup {row['speedup']:.2f}x ({row['saved_updates']} of {row['total_updates']} updates reused)")
+    return row
+
+
+def _generated_graph(n_edges: int) -> str:
+    n_areas = max(4, n_edges // 4)
+    lines = ['tnnspec: "1.0"', f"name: gen{n_edges}", "time: {steps: 4}",
+             "inputs: {x: {shape: [4, 8, 8]}}", "areas:"]
+    lines += [f"  A{i}: {{level: {i + 1}, channels: 4}}" for i in range(n_areas)]
+    lines.append("edges:")
+    lines.append("  - {type: feedforward, source: x, target: A0}")
+    count = 1
+    i = 0
+    while count < n_edges:
+        a, b = i % n_areas, (i * 7 + 3) % n_areas
+        if a < b:
+            lines.append(f"  - {{type: feedforward, source: A{a}, target: A{b}, name: e{count}}}")
+        elif a > b:
+            lines.append(f"  - {{type: feedback, source: A{a}, target: A{b}, name: e{count}}}")
+        else:
+            lines.append(f"  - {{type: lateral, source: A{a}, target: A{a}, name: e{count}}}")
+        count += 1
+        i += 1
+    for j in range(1, n_areas):  # keep every area reachable
+        lines.append(f"  - {{type: feedforward, source: A{j - 1}, target: A{j}, name: chain{j}}}")
+    return "\n".join(lines) + "\n"
+
+
+def bench_compile_times(quick: bool) -> list[dict]:
+    rows = []
+    macaque = zoo.path("macaque_markov2014")
+    t0 = time.perf_counter()
+    spec = tnnspec.load(macaque)
+    t1 = time.perf_counter()
+    tnnspec.compile(spec)
+    t2 = time.perf_counter()
+    rows.append({"graph": "macaque_markov2014", "edges": len(spec.edges), "validate_s": t1 - t0,
+                 "compile_s": t2 - t1})
+    sizes = (100, 1000) if quick else (100, 1000, 10000)
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            path = Path(tmp) / f"gen{n}.yaml"
+            path.write_text(_generated_graph(n))
+            t0 = time.perf_counter()
+            spec = tnnspec.load(path)
+            t1 = time.perf_counter()
+            tnnspec.compile(spec)
+            t2 = time.perf_counter()
+            rows.append({"graph": f"generated-{n}", "edges": len(spec.edges), "validate_s": t1 - t0,
+                         "compile_s": t2 - t1})
+    for r in rows:
+        print(f"  {r['graph']:<20} {r['edges']:>6} edges: validate {r['validate_s']:.3f} s, "
+              f"compile {r['compile_s']:.3f} s")
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="under 2 minutes on 2 cores")
+    ap.add_argument("--json", help="write all results as JSON")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    info = {"date": time.strftime("%Y-%m-%d"), "python": platform.python_version(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "machine": platform.machine(), "processor": platform.processor()}
+    print(f"tnnspec benchmarks {info['date']}: torch {info['torch']}, {info['threads']} threads, {info['machine']}")
+    print("compiled vs hand-written reference (same weights, eval):")
+    pairs = bench_pairs(args.quick)
+    print("time-invariant hoisting vs dense unroll:")
+    hoist = bench_hoisting(args.quick)
+    print("validate + compile:")
+    compile_rows = bench_compile_times(args.quick)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of this process: {peak_mb:.0f} MB")
+    ratios = [r[k] for r in pairs for k in ("fwd_ratio", "fwdbwd_ratio") if k in r]
+    worst = max(ratios)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"info": info, "pairs": pairs, "hoisting": hoist,
+                                               "compile": compile_rows, "peak_rss_mb": peak_mb}, indent=2))
+    print(f"worst ratio compiled/reference: {worst:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
