@@ -240,7 +240,12 @@ class Network(nn.Module):
                               for i in self.concat_inputs[name]], dim=1)
         if combine == "multiplicative":
             b = _sum(bottom) if bottom else zero("drive:" + name, self.areas[name].drive_shape)
-            return b * (1 + _sum(recurrent)) if recurrent else b
+            if not recurrent:
+                return b
+            gain = 1 + recurrent[0]  # (1 + l) + t, left to right, as written
+            for term in recurrent[1:]:
+                gain = gain + term
+            return b * gain
         return _sum(driving)
 
 

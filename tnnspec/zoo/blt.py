@@ -8,6 +8,11 @@
 * ``spoerer2017_b``, ``spoerer2017_bl``, ``spoerer2017_bt``, ``spoerer2017_blt`` -- the
   paper-level B/BL/BT/BLT networks of Spoerer, McClure & Kriegeskorte (2017), in the key names
   of the hand-written reference ``tests/references/blt_spoerer2017.py`` (no official code).
+* ``spoerer2020_bl`` -- Keras weights of cjspoerer/rcnn-sat ``bl_net`` (8 steps), keyed by
+  Keras weight path, ``"<layer>/<weight>"`` with or without the ``":0"`` suffix
+  (``{w.name: w.numpy() for w in model.weights}``); conv kernels HWIO -> OIHW, the dense
+  kernel transposed, BatchNorm ``gamma, beta, moving_mean, moving_variance`` -> ``weight,
+  bias, running_mean, running_var``.
 
 Every converter is strict: a key it does not know, or a required key that is missing, raises
 :class:`~tnnspec.zoo.registry.WeightError`.  Model card: ``docs/zoo/blt.md``.
@@ -15,6 +20,7 @@ Every converter is strict: a key it does not know, or a required key that is mis
 
 from __future__ import annotations
 
+import re
 from typing import Mapping
 
 from .registry import WeightError, register_converter
@@ -107,3 +113,48 @@ def _spoerer2017(name: str):
 
 for _name in SPOERER2017_MAPS:
     register_converter(_name)(_spoerer2017(_name))
+
+
+# ---------------------------------------------------------------------------- Spoerer et al. 2020
+SPOERER2020_BL_LAYERS = 7
+SPOERER2020_BL_STEPS = 8
+_BN = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
+
+
+def _spoerer2020_bl_map() -> dict[str, str]:
+    """Keras weight path -> compiled key for rcnn-sat ``bl_net(..., n_timesteps=8)``."""
+    m = {"ReadoutDense/kernel": "edges.layer6__decoder.linear.weight",
+         "ReadoutDense/bias": "edges.layer6__decoder.linear.bias"}
+    for n in range(SPOERER2020_BL_LAYERS):
+        below = "image" if n == 0 else f"layer{n - 1}"
+        m[f"RCL_{n}_BConv/kernel"] = f"edges.{below}__layer{n}.conv.weight"
+        m[f"RCL_{n}_LConv/kernel"] = f"edges.layer{n}__layer{n}.conv.weight"
+        for t in range(SPOERER2020_BL_STEPS):
+            for keras, torch_name in _BN.items():
+                m[f"BatchNorm_Layer_{n}_Time_{t}/{keras}"] = f"areas.layer{n}.ops.norm.steps.{t}.{torch_name}"
+    return m
+
+
+SPOERER2020_BL_MAP: dict[str, str] = _spoerer2020_bl_map()
+
+
+@register_converter("spoerer2020_bl")
+def convert_spoerer2020_bl(state: Mapping) -> dict:
+    """rcnn-sat BL-net Keras weights (``{path: array}``) -> compiled names and layouts.
+
+    BatchNorm ``num_batches_tracked`` buffers, which Keras does not have, are set to 0.
+    """
+    import torch
+
+    keyed = {re.sub(r":\d+$", "", k): v for k, v in state.items()}
+    out = {}
+    for key, value in rename(keyed, SPOERER2020_BL_MAP, (), "spoerer2020_bl (Keras)").items():
+        value = torch.as_tensor(value)
+        if key.endswith("conv.weight"):
+            value = value.permute(3, 2, 0, 1)  # HWIO -> OIHW
+        elif key.endswith("linear.weight"):
+            value = value.t()  # (in, out) -> (out, in)
+        out[key] = value.contiguous()
+        if key.endswith("running_var"):
+            out[key[: -len("running_var")] + "num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
+    return out
