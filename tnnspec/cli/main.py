@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..api import check_file
 from ..spec.diagnostics import Diagnostic, SpecError
+from .train import add_evaluate_parser, add_train_parser
 
 
 def _print_diagnostics(diags: list[Diagnostic], strict: bool, stream) -> int:
@@ -148,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--from", dest="source", required=True, metavar="NAME", help="zoo model name, e.g. cornet_rt")
     c.add_argument("-o", "--output", required=True, metavar="OUT.safetensors")
     c.set_defaults(fn=cmd_convert_weights)
+
+    add_train_parser(sub)
+    add_evaluate_parser(sub)
     return p
 
 
