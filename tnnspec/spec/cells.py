@@ -35,6 +35,10 @@ class IdentityCell(CellParams):
 
     type: Literal["identity"] = "identity"
 
+    def output_shape(self, drive, channels: int):
+        """Any drive: the area's ops may change the channels (its output must have ``channels``)."""
+        return drive
+
 
 # --------------------------------------------------------------------------- simple state
 

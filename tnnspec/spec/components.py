@@ -73,8 +73,10 @@ class CellParams(Params):
     gates: ClassVar[bool] = False
 
     def output_shape(self, drive: Shape, channels: int) -> Shape:
-        """Default: the cell keeps the drive's shape (the area's ops may then change the
-        channels; the area's output must have ``channels``)."""
+        """Default: the cell keeps the drive's shape (and so needs ``channels`` to match)."""
+        if drive and drive[0] != channels:
+            raise ShapeError(f"cell '{self.name}' keeps its drive's {drive[0]} channels, "
+                             f"but the area declares channels: {channels}")
         return drive
 
 
