@@ -26,7 +26,7 @@ test-all: setup
 	$(BIN)/python -m pytest -q
 
 demo: setup
-	$(BIN)/python tools/demo.py
+	$(BIN)/python tools/occlusion_demo.py --out out/demo
 
 schema: setup
 	$(BIN)/tnnspec schema -o schemas/tnnspec.schema.json
