@@ -260,3 +260,21 @@ def test_time_invariant_hoisting_is_exact(schedule):
         assert reused == set()
     else:  # the frame changes at t=3 (blank): S1 recomputes there, S2 one step later
         assert (3, "S1") not in reused and (4, "S2") not in reused and (4, "S1") in reused
+
+
+def test_time_folding_matches_the_step_by_step_run():
+    spec = tnnspec.loads(STEM.format(schedule="sequence").replace("delay: 1, transform", "transform"))
+    folded, plain = tnnspec.compile(spec), tnnspec.compile(spec, fold=False)
+    plain.load_state_dict(folded.state_dict())
+    assert set(folded.plan.folded) == {"S1"}  # S2 reads an area; R has state
+    counts = {"S1": 0}
+    folded.areas["S1"].probe.register_forward_hook(lambda *a: counts.__setitem__("S1", counts["S1"] + 1))
+    x = folded.example_inputs(2)
+    a = folded(x, record=tuple(spec.areas))
+    b = plain(x, record=tuple(spec.areas))
+    assert counts["S1"] == folded.plan.steps  # still one probe call per step
+    for name in spec.areas:
+        assert torch.allclose(a.areas[name], b.areas[name], atol=1e-6), name
+    assert torch.allclose(a.readouts["y"], b.readouts["y"], atol=1e-6)
+    a.readouts["y"].sum().backward()
+    assert folded.edges["x__S1"].conv.weight.grad is not None

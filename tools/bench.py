@@ -132,6 +132,16 @@ def bench_hoisting(quick: bool) -> dict:
            "saved_updates": hoisted.plan.reused, "total_updates": hoisted.plan.work + hoisted.plan.reused}
     print(f"  stem net (static image, T=12, b8): dense {t_d * 1e3:.1f} ms, hoisted {t_h * 1e3:.1f} ms, "
           f"speedup {row['speedup']:.2f}x ({row['saved_updates']} of {row['total_updates']} updates reused)")
+    movie = tnnspec.loads(STEM_NET.replace("{shape: [3, 64, 64]}", "{shape: [3, 64, 64], schedule: sequence}"))
+    folded, stepwise = tnnspec.compile(movie).eval(), tnnspec.compile(movie, fold=False).eval()
+    stepwise.load_state_dict(folded.state_dict())
+    x = folded.example_inputs(8)
+    with torch.inference_mode():
+        t_f = median_time(lambda: folded(x), 3 if quick else 10)
+        t_s = median_time(lambda: stepwise(x), 3 if quick else 10)
+    row.update(folded_s=t_f, stepwise_s=t_s, fold_speedup=t_s / t_f, folded_areas=sorted(folded.plan.folded))
+    print(f"  stem net (sequence input, T=12, b8): step by step {t_s * 1e3:.1f} ms, time-folded "
+          f"{t_f * 1e3:.1f} ms, speedup {row['fold_speedup']:.2f}x (folded: {', '.join(row['folded_areas'])})")
     return row
 
 
@@ -198,7 +208,7 @@ def main() -> int:
     print(f"tnnspec benchmarks {info['date']}: torch {info['torch']}, {info['threads']} threads, {info['machine']}")
     print("compiled vs hand-written reference (same weights, eval):")
     pairs = bench_pairs(args.quick)
-    print("time-invariant hoisting vs dense unroll:")
+    print("time-invariant hoisting and time folding vs a dense unroll:")
     hoist = bench_hoisting(args.quick)
     print("validate + compile:")
     compile_rows = bench_compile_times(args.quick)

@@ -31,7 +31,7 @@ from tnnspec.spec.training import Data, LossOverTime, Training  # noqa: E402
 from tnnspec.train import OccludedDigits, evaluate, solve_times, train  # noqa: E402
 from tnnspec.train.checkpoint import load_weights  # noqa: E402
 
-LEVELS = [0.0, 0.2, 0.4, 0.6]
+LEVELS = [0.0, 0.25, 0.5, 0.75]
 
 
 def config(epochs: int, seed: int) -> Training:

@@ -7,13 +7,13 @@ per-source history that keeps only as many past steps as the plan says.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..graph.plan import Plan, build_plan
+from ..graph.plan import AreaStep, Plan, build_plan
 from ..spec.components import ShapeContext
 from ..spec.models import DRIVING, Normalization, Spec
 from .modules import AreaModule, DivisiveTerm, EdgeModule, ReadoutModule, gain_view
@@ -41,9 +41,11 @@ class Network(nn.Module):
     then see each step twice).
     """
 
-    def __init__(self, spec: Spec, tbptt: int | None = None, checkpoint: bool = False, hoist: bool = True):
+    def __init__(self, spec: Spec, tbptt: int | None = None, checkpoint: bool = False, hoist: bool = True,
+                 fold: bool = True):
         super().__init__()
         self.hoist = hoist
+        self.fold = fold
         self.spec = spec
         self.tbptt = tbptt
         self.checkpoint = checkpoint
@@ -149,11 +151,13 @@ class Network(nn.Module):
                 zeros[name] = torch.zeros((batch,) + tuple(shape), dtype=dtype, device=device)
             return zeros[name]
 
+        folded = self._fold(plan, xs, blanks, zero, batch)
         for t, area_steps in enumerate(plan.schedule):
             if self.tbptt and t and t % self.tbptt == 0:
                 outputs = {n: {s: v.detach() for s, v in h.items()} for n, h in outputs.items()}
                 states = {n: _detach(s) for n, s in states.items()}
             frames = {name: self._frame(name, inp, t, blanks) for name, inp in xs.items()}
+            frames.update({a: by_step[t] for a, by_step in folded.items() if t in by_step})
             past = {(r.source, r.at): outputs[r.source][r.at] for s in area_steps for r in s.reads if r.at < t}
             past.update({(s.area, t - 1): outputs[s.area][t - 1] for s in area_steps if s.reuse})
             if self.checkpoint and torch.is_grad_enabled():
@@ -175,14 +179,34 @@ class Network(nn.Module):
         return Run(readouts={n: torch.stack(v) for n, v in readouts.items()},
                    areas={n: torch.stack(v) for n, v in recorded.items()})
 
-    def _step(self, t: int, area_steps, past, states, frames, zero):
+    def _fold(self, plan, xs, blanks, zero, batch) -> dict[str, dict[int, torch.Tensor]]:
+        """Time folding: each folded area's outputs for all its steps from one batched call."""
+        out: dict[str, dict[int, torch.Tensor]] = {}
+        if not self.fold:
+            return out
+        for area, steps in plan.folded.items():
+            first = next(s for s in plan.schedule[steps[0]] if s.area == area)
+            reads, past = [], {}
+            for k, r in enumerate(first.reads):
+                delay = steps[0] - r.at
+                past[(r.source, -1 - k)] = torch.cat([self._frame(r.source, xs[r.source], t - delay, blanks)
+                                                      for t in steps])
+                reads.append(replace(r, at=-1 - k))
+            y = self._update(AreaStep(area, tuple(reads)), past, {}, {}, 0, zero, probe=False)
+            out[area] = dict(zip(steps, y.split(batch)))
+        return out
+
+    def _step(self, t: int, area_steps, past, states, given, zero):
         """One step: returns (this step's outputs by node, the new states, readout heads).
-        Reads earlier steps from ``past`` ((source, step) -> output) and mutates none of its
-        arguments, so a step can be recomputed (activation checkpointing)."""
-        current = dict(frames)
+        ``given`` holds outputs known before the step (input frames, time-folded areas); earlier
+        steps are read from ``past`` ((source, step) -> output). Mutates none of its arguments,
+        so a step can be recomputed (activation checkpointing)."""
+        current = dict(given)
         states = dict(states)
         for step in area_steps:
-            if step.reuse and self.hoist:  # time-invariant: the previous step's output, exactly
+            if step.fold and self.fold:
+                current[step.area] = self.areas[step.area].probe(current[step.area])
+            elif step.reuse and self.hoist:  # time-invariant: the previous step's output, exactly
                 current[step.area] = self.areas[step.area].probe(past[(step.area, t - 1)])
             else:
                 current[step.area] = self._update(step, past, current, states, t, zero)
@@ -197,7 +221,7 @@ class Network(nn.Module):
                            else zero("readout:" + name, self.plan.shapes.readout[name]))
         return current, states, heads
 
-    def _update(self, step, past, current, states, t: int, zero) -> torch.Tensor:
+    def _update(self, step, past, current, states, t: int, zero, probe: bool = True) -> torch.Tensor:
         area = self.areas[step.area]
         combine = self.spec.areas[step.area].combine
         bottom, recurrent, driving = [], [], []
@@ -231,7 +255,7 @@ class Network(nn.Module):
         y, state = area.cell(drive, state, t)
         y = area.ops(y, t)
         states[step.area] = area.cell.after_ops(y, state)
-        return area.probe(y)
+        return area.probe(y) if probe else y
 
     def _combine(self, combine: str, driving, bottom, recurrent, name: str, zero, delivered, t) -> torch.Tensor:
         if not driving:

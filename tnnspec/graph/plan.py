@@ -8,7 +8,7 @@ the step each reads from. Areas that do not appear at a step are silent (exactly
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import networkx as nx
@@ -34,11 +34,13 @@ class Read:
 class AreaStep:
     """Area ``area`` computes at this step from the terms in ``reads`` (empty: zero drive).
     With ``reuse`` its output is provably the previous step's (time-invariant hoisting): the
-    executor takes that output instead of computing it again."""
+    executor takes that output instead of computing it again. With ``fold`` the area is
+    stateless and reads only sequence inputs, so all its steps run as one batched call."""
 
     area: str
     reads: tuple[Read, ...]
     reuse: bool = False
+    fold: bool = False  # computed for all its steps in one batched call before the loop
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,16 @@ class Plan:
         return sum(1 for s in self.schedule for a in s if not a.reuse)
 
     @cached_property
+    def folded(self) -> dict[str, tuple[int, ...]]:
+        """Time-folded areas and the steps they compute at."""
+        out: dict[str, list[int]] = {}
+        for t, step in enumerate(self.schedule):
+            for a in step:
+                if a.fold:
+                    out.setdefault(a.area, []).append(t)
+        return {a: tuple(ts) for a, ts in out.items()}
+
+    @cached_property
     def reused(self) -> int:
         """Number of area updates replaced by the previous step's output."""
         return sum(1 for s in self.schedule for a in s if a.reuse)
@@ -74,7 +86,8 @@ class Plan:
                 terms = ", ".join(f"{r.name}[{r.source}@t{r.at}]" + ("" if r.role in ("bottom_up", "recurrent")
                                                                      else f"({r.role})") for r in s.reads)
                 drive = terms or "zero drive"
-                lines.append(f"  {s.area:<12} <- " + ("same as previous step" if s.reuse else drive))
+                lines.append(f"  {s.area:<12} <- " + ("same as previous step" if s.reuse else drive)
+                             + (" (time-folded)" if s.fold else ""))
             silent = [a for a in self.order if a not in active_areas]
             if silent:
                 lines.append(f"  silent: {', '.join(silent)}")
@@ -89,6 +102,21 @@ def _role(edge) -> str:
     if edge.type == "attention":
         return edge.mode
     return "divide"
+
+
+def _foldable(spec: Spec, schedule, pure, incoming) -> set[str]:
+    """Areas whose every step can be computed up front in one batched call: stateless (pure),
+    not multiplicative, and at every step they compute, driven by all their incoming edges and
+    only by sequence inputs."""
+    sequences = {n for n, i in spec.inputs.items() if i.schedule.type == "sequence"}
+    steps: dict[str, list[AreaStep]] = {}
+    for step in schedule:
+        for s in step:
+            steps.setdefault(s.area, []).append(s)
+    return {a for a, ss in steps.items()
+            if pure[a] and spec.areas[a].combine != "multiplicative"
+            and all(len(s.reads) == len(incoming[a]) and s.reads
+                    and all(r.source in sequences and r.role == "bottom_up" for r in s.reads) for s in ss)}
 
 
 def _pure(spec: Spec, area: str, incoming: list[int]) -> bool:
@@ -162,5 +190,7 @@ def build_plan(spec: Spec, steps: int | None = None) -> Plan:
             previous[a] = AreaStep(a, reads, reuse)
             step.append(previous[a])
         schedule.append(tuple(step))
+    folded = _foldable(spec, schedule, pure, incoming)
+    schedule = [tuple(replace(s, fold=True) if s.area in folded else s for s in step) for step in schedule]
     return Plan(T, order, arrival, tuple(delays), tuple(names), history, tuple(schedule),
                 infer_shapes(spec, arrival))
