@@ -76,6 +76,9 @@ def _loss(out) -> torch.Tensor:
     return out.float().square().mean()
 
 
+NETS_B8: dict = {}  # model -> (compiled net, forward seconds at batch 8), for the FLOP rate
+
+
 def bench_pairs(quick: bool) -> list[dict]:
     cases = [("cornet_rt", 224, (1,) if quick else (1, 8)),
              ("cornet_s", 224, (1,) if quick else (1, 8)),
@@ -97,6 +100,8 @@ def bench_pairs(quick: bool) -> list[dict]:
             if "ref_fwdbwd_s" in row:
                 row["fwdbwd_ratio"] = row["tnn_fwdbwd_s"] / row["ref_fwdbwd_s"]
             rows.append(row)
+            if batch == 8 and name.startswith("cornet"):
+                NETS_B8[name] = (net, row["tnn_fwd_s"])
             print(f"  {name:<12} b{batch:<3} fwd {row['tnn_fwd_s'] * 1e3:8.1f} ms vs ref "
                   f"{row['ref_fwd_s'] * 1e3:8.1f} ms  ratio {row['fwd_ratio']:.2f}"
                   + (f" | fwd+bwd ratio {row['fwdbwd_ratio']:.2f}" if "fwdbwd_ratio" in row else ""), flush=True)
@@ -143,6 +148,64 @@ def bench_hoisting(quick: bool) -> dict:
     print(f"  stem net (sequence input, T=12, b8): step by step {t_s * 1e3:.1f} ms, time-folded "
           f"{t_f * 1e3:.1f} ms, speedup {row['fold_speedup']:.2f}x (folded: {', '.join(row['folded_areas'])})")
     return row
+
+
+_MEMORY_PROBE = r"""
+import resource, sys, torch, tnnspec
+torch.manual_seed(0)
+T, ckpt = int(sys.argv[1]), sys.argv[2] == "1"
+net = tnnspec.compile(tnnspec.load(sys.argv[3]), checkpoint=ckpt)
+x = net.example_inputs(8)
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+before = rss_mb()
+net(x, steps=T).readouts["logits"].square().sum().backward()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(peak - before)
+"""
+
+
+def bench_memory() -> list[dict]:
+    """Peak extra memory of forward+backward at T=4 and T=32, with and without checkpointing
+    (each in a fresh process: peak RSS minus RSS before the forward pass)."""
+    import subprocess
+
+    rows = []
+    graph = str(ROOT / "graphs" / "ventral4.yaml")
+    for ckpt in (False, True):
+        for T in (4, 32):
+            out = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(T), str(int(ckpt)), graph],
+                                 capture_output=True, text=True, cwd=ROOT)
+            mb = float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else float("nan")
+            rows.append({"checkpoint": ckpt, "steps": T, "extra_mb": mb})
+    for ckpt in (False, True):
+        a, b = (next(r["extra_mb"] for r in rows if r["checkpoint"] == ckpt and r["steps"] == T) for T in (4, 32))
+        print(f"  ventral4 b8 fwd+bwd, checkpoint={ckpt}: T=4 {a:.0f} MB, T=32 {b:.0f} MB "
+              f"(ratio {b / a:.2f})")
+    return rows
+
+
+def bench_flops(pairs_net) -> dict:
+    """Achieved GFLOP/s of compiled CORnet-RT inference at batch 8 against a float32 GEMM."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    gemm_s = median_time(lambda: a @ b, 5)
+    gemm = 2 * n ** 3 / gemm_s / 1e9
+    rows = {"gemm_gflops": gemm}
+    for name, (net, seconds) in pairs_net.items():
+        x = net.example_inputs(8)
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            net(x)
+        flops = counter.get_total_flops()
+        rows[name] = {"gflop": flops / 1e9, "gflops": flops / seconds / 1e9,
+                      "fraction_of_gemm": flops / seconds / 1e9 / gemm}
+        print(f"  {name} b8 inference: {flops / 1e9:.1f} GFLOP in {seconds * 1e3:.0f} ms = "
+              f"{flops / seconds / 1e9:.0f} GFLOP/s, {100 * rows[name]['fraction_of_gemm']:.0f}% of the "
+              f"{gemm:.0f} GFLOP/s float32 GEMM ({n}^3)")
+    return rows
 
 
 def _generated_graph(n_edges: int) -> str:
@@ -212,13 +275,20 @@ def main() -> int:
     hoist = bench_hoisting(args.quick)
     print("validate + compile:")
     compile_rows = bench_compile_times(args.quick)
+    flops = memory = None
+    if not args.quick:
+        print("arithmetic rate:")
+        flops = bench_flops(NETS_B8)
+        print("memory with per-step activation checkpointing:")
+        memory = bench_memory()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of this process: {peak_mb:.0f} MB")
     ratios = [r[k] for r in pairs for k in ("fwd_ratio", "fwdbwd_ratio") if k in r]
     worst = max(ratios)
     if args.json:
         Path(args.json).write_text(json.dumps({"info": info, "pairs": pairs, "hoisting": hoist,
-                                               "compile": compile_rows, "peak_rss_mb": peak_mb}, indent=2))
+                                               "compile": compile_rows, "flops": flops, "memory": memory,
+                                               "peak_rss_mb": peak_mb}, indent=2, default=str))
     print(f"worst ratio compiled/reference: {worst:.2f}")
     return 0
 
