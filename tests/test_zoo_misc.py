@@ -22,6 +22,7 @@ import torch
 from ruamel.yaml import YAML
 
 import tnnspec
+from tnnspec.zoo import reynolds_heeger as rh
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAPHS = ROOT / "graphs"
@@ -221,31 +222,10 @@ RH = GRAPHS / "reynolds_heeger.yaml"
 
 
 def rh_net():
-    spec = tnnspec.load(RH, strict=True)
-    net = tnnspec.compile(spec).eval()
-    with torch.no_grad():  # the paper's model: the stimulus drive is the stimulus itself
-        net.edges["stimulus__V1"].conv.weight.copy_(torch.eye(4).view(4, 4, 1, 1))
-    return spec, net
+    return rh.model()
 
 
-def square(n: int, radius: int) -> torch.Tensor:
-    m = torch.zeros(n, n)
-    c = n // 2
-    m[c - radius:c + radius + 1, c - radius:c + radius + 1] = 1
-    return m
-
-
-def rh_responses(net, stim_radius, field_radius, contrasts, attend, steps=40):
-    n = net.spec.inputs["stimulus"].shape[-1]
-    b = len(contrasts)
-    stim = torch.zeros(b, 4, n, n)
-    stim[:, 0] = torch.tensor(contrasts, dtype=torch.float32).view(b, 1, 1) * square(n, stim_radius)
-    cue = torch.zeros(b, 1, n, n)
-    if attend:
-        cue[:, 0] = square(n, field_radius)
-    with torch.no_grad():
-        run = net({"stimulus": stim, "attention_cue": cue}, steps=steps, record=("V1",))
-    return stim, cue, run.areas["V1"][-1]
+rh_responses = rh.responses
 
 
 def c50_and_max(contrasts, r):

@@ -27,51 +27,23 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from tnnspec.zoo import reynolds_heeger as rh  # noqa: E402
 
-import tnnspec  # noqa: E402
-
-GRAPH = ROOT / "graphs" / "reynolds_heeger.yaml"
 OUT = ROOT / "docs" / "images" / "reynolds_heeger.png"
 SMALL_RADIUS = 2          # 5x5 positions
-STEPS = 40                # the shunting circuit (tau 2 steps) is at its fixed point long before
 
 
-def model():
-    spec = tnnspec.load(GRAPH, strict=True)
-    net = tnnspec.compile(spec).eval()
-    channels = spec.inputs["stimulus"].shape[0]
-    with torch.no_grad():
-        net.edges["stimulus__V1"].conv.weight.copy_(torch.eye(channels).view(channels, channels, 1, 1))
-    return spec, net
-
-
-def square(n: int, radius: int) -> torch.Tensor:
-    m = torch.zeros(n, n)
-    c = n // 2
-    m[c - radius:c + radius + 1, c - radius:c + radius + 1] = 1
-    return m
-
-
-def contrast_response(net, spec, stim_radius: int, field_radius: int, contrasts, attend: bool) -> np.ndarray:
+def contrast_response(net, stim_radius: int, field_radius: int, contrasts, attend: bool) -> np.ndarray:
     """Equilibrium response of the centre unit (orientation channel 0) at each contrast."""
-    channels, n, _ = spec.inputs["stimulus"].shape
-    b = len(contrasts)
-    stim = torch.zeros(b, channels, n, n)
-    stim[:, 0] = torch.as_tensor(contrasts, dtype=torch.float32).view(b, 1, 1) * square(n, stim_radius)
-    cue = torch.zeros(b, 1, n, n)
-    if attend:
-        cue[:, 0] = square(n, field_radius)
-    with torch.no_grad():
-        run = net({"stimulus": stim, "attention_cue": cue}, steps=STEPS, record=("V1",))
-    return run.areas["V1"][-1, :, 0, n // 2, n // 2].numpy()
+    n = net.spec.inputs["stimulus"].shape[-1]
+    return rh.responses(net, stim_radius, field_radius, contrasts, attend)[2][:, 0, n // 2, n // 2].numpy()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=OUT, help="the PNG to write")
     args = parser.parse_args(argv)
-    spec, net = model()
+    spec, net = rh.model()
     n = spec.inputs["stimulus"].shape[-1]
     contrasts = np.logspace(-4, 0, 60)
     cases = [
@@ -81,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), constrained_layout=True)
     for ax, (title, stim_r, field_r) in zip(axes, cases):
         for attend, style, label in ((False, "k-", "attend away"), (True, "r-", "attend to the stimulus")):
-            ax.semilogx(contrasts, contrast_response(net, spec, stim_r, field_r, contrasts, attend), style,
+            ax.semilogx(contrasts, contrast_response(net, stim_r, field_r, contrasts, attend), style,
                         label=label, lw=2)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("stimulus contrast")
