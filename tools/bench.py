@@ -208,6 +208,30 @@ def bench_flops(pairs_net) -> dict:
     return rows
 
 
+def bench_torch_compile(names=("cornet_rt",), batch: int = 8) -> list[dict]:
+    """Both sides through torch.compile (what a savvy user would do); compile time excluded."""
+    rows = []
+    for name in names:
+        ref, net, ref_fwd, net_fwd = _pair(name, 224)
+        x = net.example_inputs(batch)
+        row = {"model": name, "batch": batch}
+        for side, module, fwd in (("ref", ref, ref_fwd), ("tnn", net, net_fwd)):
+            torch._dynamo.reset()
+            compiled = torch.compile(module)
+            call = (lambda: compiled(x)) if side == "ref" else (lambda: compiled(x).readouts)
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                call()
+                row[f"{side}_compile_s"] = time.perf_counter() - t0
+                row[f"{side}_fwd_s"] = median_time(call, 10)
+        row["ratio"] = row["tnn_fwd_s"] / row["ref_fwd_s"]
+        rows.append(row)
+        print(f"  {name} b{batch} torch.compile: tnnspec {row['tnn_fwd_s'] * 1e3:.0f} ms vs reference "
+              f"{row['ref_fwd_s'] * 1e3:.0f} ms, ratio {row['ratio']:.2f} (compile {row['tnn_compile_s']:.0f} s "
+              f"vs {row['ref_compile_s']:.0f} s)")
+    return rows
+
+
 def _generated_graph(n_edges: int) -> str:
     n_areas = max(4, n_edges // 4)
     lines = ['tnnspec: "1.0"', f"name: gen{n_edges}", "time: {steps: 4}",
@@ -264,6 +288,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="under 2 minutes on 2 cores")
     ap.add_argument("--json", help="write all results as JSON")
+    ap.add_argument("--torch-compile", action="store_true",
+                    help="also compare both sides through torch.compile (minutes of compile time on a CPU)")
     args = ap.parse_args()
     torch.manual_seed(0)
     info = {"date": time.strftime("%Y-%m-%d"), "python": platform.python_version(), "torch": torch.__version__,
@@ -281,6 +307,10 @@ def main() -> int:
         flops = bench_flops(NETS_B8)
         print("memory with per-step activation checkpointing:")
         memory = bench_memory()
+    compiled_rows = None
+    if args.torch_compile:
+        print("through torch.compile:")
+        compiled_rows = bench_torch_compile()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of this process: {peak_mb:.0f} MB")
     ratios = [r[k] for r in pairs for k in ("fwd_ratio", "fwdbwd_ratio") if k in r]
@@ -288,6 +318,7 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"info": info, "pairs": pairs, "hoisting": hoist,
                                                "compile": compile_rows, "flops": flops, "memory": memory,
+                                               "torch_compile": compiled_rows,
                                                "peak_rss_mb": peak_mb}, indent=2, default=str))
     print(f"worst ratio compiled/reference: {worst:.2f}")
     return 0
