@@ -278,3 +278,45 @@ def test_time_folding_matches_the_step_by_step_run():
     assert torch.allclose(a.readouts["y"], b.readouts["y"], atol=1e-6)
     a.readouts["y"].sum().backward()
     assert folded.edges["x__S1"].conv.weight.grad is not None
+
+
+@pytest.mark.parametrize("schedule", ["static", "sequence"])
+def test_readout_steps_prune_the_plan_exactly(schedule):
+    spec = tnnspec.loads(STEM.format(schedule=schedule))  # includes a GRU: state keeps history alive
+    net = tnnspec.compile(spec)
+    x = net.example_inputs(2)
+    full = net(x).readouts["y"]
+    last = net(x, readout_steps="last").readouts["y"]
+    some = net(x, readout_steps=[1, 3]).readouts["y"]
+    assert last.shape[0] == 1 and torch.allclose(last[0], full[-1], atol=1e-6)
+    assert torch.allclose(some, full[[1, 3]], atol=1e-6)
+    with pytest.raises(ValueError, match="outside"):
+        net(x, readout_steps=[9])
+
+
+def test_readout_last_skips_updates_that_cannot_reach_it():
+    text = """
+tnnspec: "1.0"
+name: chain
+time: {steps: 5, default_delay: biological}
+inputs: {x: {shape: [2, 6, 6]}}
+areas:
+  A: {level: 1, channels: 2, before_arrival: zero_drive}
+  B: {level: 2, channels: 2, before_arrival: zero_drive}
+  C: {level: 3, channels: 2, before_arrival: zero_drive}
+edges:
+  - {type: feedforward, source: x, target: A, transform: [conv]}
+  - {type: feedforward, source: A, target: B, transform: [conv]}
+  - {type: feedforward, source: B, target: C, transform: [conv]}
+  - {type: lateral, source: C, target: C, transform: [conv]}
+readouts: {y: {source: C, head: [{pool: avg}, {linear: 3}]}}
+"""
+    net = tnnspec.compile(tnnspec.loads(text))
+    x = net.example_inputs(2)
+    full = net(x).readouts["y"]
+    pruned = net._pruned(net.plan, (4,), ())
+    count = lambda plan: sum(len(step) for step in plan.schedule)  # noqa: E731
+    assert count(pruned) == count(net.plan) - 3  # A at t=3, 4 and B at t=4 cannot reach C at t=4
+    assert {(s.area, t) for t, step in enumerate(pruned.schedule) for s in step} >= {("C", t) for t in range(5)}
+    assert [s.area for s in pruned.schedule[3]] == ["B", "C"] and [s.area for s in pruned.schedule[4]] == ["C"]
+    assert torch.allclose(net(x, readout_steps="last").readouts["y"][0], full[-1], atol=1e-6)

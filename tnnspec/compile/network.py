@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..graph.plan import AreaStep, Plan, build_plan
+from ..graph.plan import AreaStep, Plan, build_plan, prune
 from ..spec.components import ShapeContext
 from ..spec.models import DRIVING, Normalization, Spec
 from .modules import AreaModule, DivisiveTerm, EdgeModule, ReadoutModule, gain_view
@@ -50,6 +50,7 @@ class Network(nn.Module):
         self.tbptt = tbptt
         self.checkpoint = checkpoint
         self._plans: dict[int, Plan] = {}
+        self._pruned_plans: dict[tuple, Plan] = {}
         plan = self.plan = self.plan_for(None)
         shapes = plan.shapes
         T = plan.steps
@@ -129,8 +130,14 @@ class Network(nn.Module):
         return x
 
     # ------------------------------------------------------------------ execution
-    def forward(self, x, steps: int | None = None, record=()) -> Run:
+    def forward(self, x, steps: int | None = None, record=(), readout_steps=None) -> Run:
+        """``readout_steps``: None (every step), ``"last"`` or a list of steps; readouts are then
+        returned at those steps only ([len(steps), B, ...]) and the plan computes only the area
+        updates that can reach them (and the recorded areas)."""
         plan = self.plan_for(steps)
+        keep = self._readout_steps(plan, readout_steps)
+        if keep is not None:
+            plan = self._pruned(plan, keep, tuple(record))
         xs = self._inputs(x, plan.steps)
         first = next(iter(xs.values()))
         batch, dtype, device = first.shape[0], first.dtype, first.device
@@ -170,14 +177,37 @@ class Network(nn.Module):
             for name in record:
                 recorded[name].append(current[name])
             for name, y in heads.items():
+                if keep is not None and t not in keep and not self.readouts[name].cumulative:
+                    continue
                 if self.readouts[name].cumulative:
                     y = totals[name] + y if name in totals else y
                     totals[name] = y
-                readouts[name].append(y)
+                if keep is None or t in keep:
+                    readouts[name].append(y)
             for name, history in outputs.items():  # drop what no edge will read again
                 history.pop(t - plan.history.get(name, 0) - 1, None)
         return Run(readouts={n: torch.stack(v) for n, v in readouts.items()},
                    areas={n: torch.stack(v) for n, v in recorded.items()})
+
+    def _readout_steps(self, plan, readout_steps) -> tuple[int, ...] | None:
+        if readout_steps is None:
+            return None
+        steps = (plan.steps - 1,) if readout_steps == "last" else tuple(sorted({int(t) for t in readout_steps}))
+        bad = [t for t in steps if not 0 <= t < plan.steps]
+        if bad or not steps:
+            raise ValueError(f"readout_steps: steps {bad or list(steps)} are outside 0..{plan.steps - 1}")
+        return steps
+
+    def _pruned(self, plan, keep: tuple[int, ...], record: tuple[str, ...]):
+        key = (plan.steps, keep, record)
+        if key not in self._pruned_plans:
+            demand = set()
+            for name, r in self.spec.readouts.items():
+                upto = range(max(keep) + 1) if r.cumulative else keep
+                demand.update((r.source, t) for t in upto)
+            demand.update((a, t) for a in record for t in range(plan.steps))
+            self._pruned_plans[key] = prune(plan, self.spec, demand)
+        return self._pruned_plans[key]
 
     def _fold(self, plan, xs, blanks, zero, batch) -> dict[str, dict[int, torch.Tensor]]:
         """Time folding: each folded area's outputs for all its steps from one batched call."""

@@ -104,6 +104,24 @@ def _role(edge) -> str:
     return "divide"
 
 
+def prune(plan: Plan, spec: Spec, demand: set[tuple[str, int]]) -> Plan:
+    """The plan restricted to the area updates that can reach ``demand`` ((area, step) pairs):
+    a backward walk over the reads, through cell state (an area with state needs all its
+    earlier updates) and reused outputs. Outputs of the pruned plan at demanded steps equal
+    the full plan's; updates nobody can see are not computed (and their probes not called)."""
+    needed = set(demand)
+    stateful = {a for a, area in spec.areas.items() if area.cell.name != "identity"}
+    for t in range(plan.steps - 1, -1, -1):
+        for s in reversed(plan.schedule[t]):  # later areas in a step may read earlier ones
+            if (s.area, t) not in needed:
+                continue
+            if s.area in stateful or s.reuse:
+                needed.update((s.area, u) for u in range(t))
+            needed.update((r.source, r.at) for r in s.reads)
+    schedule = tuple(tuple(s for s in step if (s.area, t) in needed) for t, step in enumerate(plan.schedule))
+    return replace(plan, schedule=schedule, order=plan.order)
+
+
 def _foldable(spec: Spec, schedule, pure, incoming) -> set[str]:
     """Areas whose every step can be computed up front in one batched call: stateless (pure),
     not multiplicative, and at every step they compute, driven by all their incoming edges and
