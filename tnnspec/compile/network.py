@@ -167,18 +167,17 @@ class Network(nn.Module):
             frames.update({a: by_step[t] for a, by_step in folded.items() if t in by_step})
             past = {(r.source, r.at): outputs[r.source][r.at] for s in area_steps for r in s.reads if r.at < t}
             past.update({(s.area, t - 1): outputs[s.area][t - 1] for s in area_steps if s.reuse})
+            wanted = tuple(n for n, h in self.readouts.items() if keep is None or t in keep or h.cumulative)
             if self.checkpoint and torch.is_grad_enabled():
                 current, states, heads = checkpoint(self._step, t, area_steps, past, states, frames, zero,
-                                                    use_reentrant=False)
+                                                    wanted, use_reentrant=False)
             else:
-                current, states, heads = self._step(t, area_steps, past, states, frames, zero)
+                current, states, heads = self._step(t, area_steps, past, states, frames, zero, wanted)
             for name, value in current.items():
                 outputs[name][t] = value
             for name in record:
                 recorded[name].append(current[name])
             for name, y in heads.items():
-                if keep is not None and t not in keep and not self.readouts[name].cumulative:
-                    continue
                 if self.readouts[name].cumulative:
                     y = totals[name] + y if name in totals else y
                     totals[name] = y
@@ -226,8 +225,9 @@ class Network(nn.Module):
             out[area] = dict(zip(steps, y.split(batch)))
         return out
 
-    def _step(self, t: int, area_steps, past, states, given, zero):
-        """One step: returns (this step's outputs by node, the new states, readout heads).
+    def _step(self, t: int, area_steps, past, states, given, zero, wanted):
+        """One step: returns (this step's outputs by node, the new states, the heads of the
+        readouts named in ``wanted``).
         ``given`` holds outputs known before the step (input frames, time-folded areas); earlier
         steps are read from ``past`` ((source, step) -> output). Mutates none of its arguments,
         so a step can be recomputed (activation checkpointing)."""
@@ -245,8 +245,8 @@ class Network(nn.Module):
                 current[name] = module.probe(zero("out:" + name, module.out_shape))
         computed = {s.area for s in area_steps}
         heads = {}
-        for name, head in self.readouts.items():
-            src = self.spec.readouts[name].source
+        for name in wanted:
+            head, src = self.readouts[name], self.spec.readouts[name].source
             heads[name] = (head(current[src], t) if src in computed
                            else zero("readout:" + name, self.plan.shapes.readout[name]))
         return current, states, heads
