@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import tnnspec
+from tnnspec import zoo
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -59,13 +60,29 @@ def test_probe_called_once_per_area_per_step(ventral):
 
 
 def test_on_off_schedule_shows_blank_after_off(ventral):
-    net = tnnspec.compile(ventral)
+    net = tnnspec.compile(ventral, hoist=False)  # the edge transform sees every step's frame
     seen = []
     net.edges["image__V1"].conv.register_forward_hook(lambda m, i, o: seen.append(i[0].clone()))
     x = net.example_inputs(2)
     net(x, steps=6)
+    assert len(seen) == 6
     assert all(torch.equal(s, x) for s in seen[:4])
     assert all(torch.equal(s, torch.zeros_like(x)) for s in seen[4:])
+
+
+def test_edge_terms_of_unchanged_inputs_are_computed_once_per_change(ventral):
+    hoisted, plain = tnnspec.compile(ventral), tnnspec.compile(ventral, hoist=False)
+    plain.load_state_dict(hoisted.state_dict())
+    seen = []
+    hoisted.edges["image__V1"].conv.register_forward_hook(lambda m, i, o: seen.append(i[0].clone()))
+    x = hoisted.example_inputs(2)
+    a, b = hoisted(x, steps=6, record=tuple(ventral.areas)), plain(x, steps=6, record=tuple(ventral.areas))
+    assert len(seen) == 2  # the image at t=0 and the blank at t=4 (on_off, off: 4)
+    assert torch.equal(seen[0], x) and torch.equal(seen[1], torch.zeros_like(x))
+    for name in ventral.areas:
+        assert torch.equal(a.areas[name], b.areas[name]), name
+    reads = [r for step in hoisted.plan_for(6).schedule for s in step for r in s.reads if r.edge == 0]
+    assert [r.reuse for r in reads] == [False, True, True, True, False, True]
 
 
 SMALL = """
@@ -320,3 +337,41 @@ readouts: {y: {source: C, head: [{pool: avg}, {linear: 3}]}}
     assert {(s.area, t) for t, step in enumerate(pruned.schedule) for s in step} >= {("C", t) for t in range(5)}
     assert [s.area for s in pruned.schedule[3]] == ["B", "C"] and [s.area for s in pruned.schedule[4]] == ["C"]
     assert torch.allclose(net(x, readout_steps="last").readouts["y"][0], full[-1], atol=1e-6)
+
+
+@pytest.mark.parametrize("options", [{}, {"tbptt": 2}, {"checkpoint": True}, {"tbptt": 3, "checkpoint": True}])
+def test_hoisting_keeps_outputs_and_gradients_with_tbptt_and_checkpointing(options):
+    """Reused area outputs and edge terms give the gradients of recomputing them, also when
+    truncated BPTT starts a new window (which computes everything again) or steps are recomputed."""
+    spec = tnnspec.loads(STEM.format(schedule="static"))
+    hoisted, plain = tnnspec.compile(spec, **options), tnnspec.compile(spec, hoist=False, **options)
+    plain.load_state_dict(hoisted.state_dict())
+    plan = hoisted.plan
+    assert plan.reused_terms > 0 and plan.kept_terms == {2}  # S2 -> R's conv, from t=3 on
+    x = hoisted.example_inputs(2)
+    runs = []
+    for net in (hoisted, plain):
+        out = net(x).readouts["y"]
+        out.square().sum().backward()
+        runs.append((out.detach(), {n: p.grad.clone() for n, p in net.named_parameters()}))
+    assert torch.equal(runs[0][0], runs[1][0])
+    for name, grad in runs[1][1].items():
+        torch.testing.assert_close(runs[0][1][name], grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("name", ["cornet_rt", "blt_net_64", "ventral4"])
+def test_pruned_plans_with_reused_terms_match_the_dense_run(name):
+    spec = zoo.load(name) if name != "ventral4" else tnnspec.load(ROOT / "graphs" / "ventral4.yaml")
+    if name == "cornet_rt":  # a small image keeps the test fast; the graph is the same
+        spec = spec.model_copy(update={"inputs": {"image": spec.inputs["image"].model_copy(update={"shape": [3, 64, 64]})}})
+    hoisted, plain = tnnspec.compile(spec).eval(), tnnspec.compile(spec, hoist=False).eval()
+    plain.load_state_dict(hoisted.state_dict())
+    assert hoisted.plan.reused_terms > 0
+    x = hoisted.example_inputs(2)
+    with torch.inference_mode():
+        dense = plain(x).readouts
+        for steps in ("last", [1, hoisted.plan.steps - 2]):
+            pruned = hoisted(x, readout_steps=steps).readouts
+            idx = [hoisted.plan.steps - 1] if steps == "last" else steps
+            for k in dense:
+                assert torch.equal(pruned[k], dense[k][idx]), (name, steps, k)

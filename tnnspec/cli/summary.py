@@ -47,7 +47,8 @@ def summary_text(spec: Spec, steps: int | None = None, show_plan: bool = True) -
     silent = slots - plan.work - plan.reused
     lines.append(f"total parameters: {total:,}   area updates over {plan.steps} steps: {plan.work} computed, "
                  f"{plan.reused} reused (time-invariant), {silent} silent — "
-                 f"{100 * (slots - plan.work) / slots:.0f}% of {slots} saved")
+                 f"{100 * (slots - plan.work) / slots:.0f}% of {slots} saved"
+                 + (f"; {plan.reused_terms} edge terms reused" if plan.reused_terms else ""))
     if show_plan:
         lines += ["", str(plan)]
     return "\n".join(lines)

@@ -35,7 +35,8 @@ class Network(nn.Module):
 
     ``x`` is a tensor for a single-input spec ([B, C, H, W], or [B, T, C, H, W] for a sequence
     input) or a mapping input name -> tensor. ``tbptt=k`` cuts gradients every k steps
-    (truncated backpropagation through time). ``checkpoint=True`` recomputes each step's
+    (truncated backpropagation through time; the plan's reused outputs are then computed at
+    every step, see ``forward``). ``checkpoint=True`` recomputes each step's
     activations during backward instead of storing them (memory ~ one step plus the
     outputs kept for delayed edges; forward hooks and BatchNorm statistics in train mode
     then see each step twice).
@@ -79,7 +80,7 @@ class Network(nn.Module):
         """The plan for ``steps`` steps (``None``: the spec's horizon), cached."""
         key = -1 if steps is None else int(steps)
         if key not in self._plans:
-            self._plans[key] = build_plan(self.spec, steps)
+            self._plans[key] = _ready(build_plan(self.spec, steps))
         return self._plans[key]
 
     def example_inputs(self, batch_size: int = 2, steps: int | None = None, seed: int | None = 0):
@@ -147,6 +148,11 @@ class Network(nn.Module):
                 raise ValueError(f"record: unknown area '{name}'; areas: {list(self.areas)}")
         outputs: dict[str, dict[int, torch.Tensor]] = {n: {} for n in list(self.spec.inputs) + list(self.areas)}
         states: dict[str, object] = {}
+        kept: dict[int, torch.Tensor] = {}  # edge -> its last delivered term, for reused reads
+        # With truncated BPTT nothing is reused: a value kept from an earlier step can reach back
+        # across a window cut differently from the one recomputed now (equal values, different
+        # gradients), so hoisting is off there.
+        reuse = self.hoist and not self.tbptt
         zeros: dict[str, torch.Tensor] = {}
         blanks: dict[str, torch.Tensor] = {}
         recorded: dict[str, list] = {n: [] for n in record}
@@ -169,10 +175,11 @@ class Network(nn.Module):
             past.update({(s.area, t - 1): outputs[s.area][t - 1] for s in area_steps if s.reuse})
             wanted = tuple(n for n, h in self.readouts.items() if keep is None or t in keep or h.cumulative)
             if self.checkpoint and torch.is_grad_enabled():
-                current, states, heads = checkpoint(self._step, t, area_steps, past, states, frames, zero,
-                                                    wanted, use_reentrant=False)
+                current, states, kept, heads = checkpoint(self._step, t, area_steps, past, states, kept, frames,
+                                                          zero, wanted, plan.kept_terms, reuse, use_reentrant=False)
             else:
-                current, states, heads = self._step(t, area_steps, past, states, frames, zero, wanted)
+                current, states, kept, heads = self._step(t, area_steps, past, states, kept, frames, zero, wanted,
+                                                          plan.kept_terms, reuse)
             for name, value in current.items():
                 outputs[name][t] = value
             for name in record:
@@ -205,7 +212,7 @@ class Network(nn.Module):
                 upto = range(max(keep) + 1) if r.cumulative else keep
                 demand.update((r.source, t) for t in upto)
             demand.update((a, t) for a in record for t in range(plan.steps))
-            self._pruned_plans[key] = prune(plan, self.spec, demand)
+            self._pruned_plans[key] = _ready(prune(plan, self.spec, demand))
         return self._pruned_plans[key]
 
     def _fold(self, plan, xs, blanks, zero, batch) -> dict[str, dict[int, torch.Tensor]]:
@@ -220,26 +227,31 @@ class Network(nn.Module):
                 delay = steps[0] - r.at
                 past[(r.source, -1 - k)] = torch.cat([self._frame(r.source, xs[r.source], t - delay, blanks)
                                                       for t in steps])
-                reads.append(replace(r, at=-1 - k))
-            y = self._update(AreaStep(area, tuple(reads)), past, {}, {}, 0, zero, probe=False)
+                reads.append(replace(r, at=-1 - k, reuse=False))
+            y = self._update(AreaStep(area, tuple(reads)), past, {}, {}, {}, frozenset(), 0, zero, probe=False,
+                             reuse=False)
             out[area] = dict(zip(steps, y.split(batch)))
         return out
 
-    def _step(self, t: int, area_steps, past, states, given, zero, wanted):
-        """One step: returns (this step's outputs by node, the new states, the heads of the
-        readouts named in ``wanted``).
+    def _step(self, t: int, area_steps, past, states, kept, given, zero, wanted, keep_terms, reuse=True):
+        """One step: returns (this step's outputs by node, the new states, the kept edge terms,
+        the heads of the readouts named in ``wanted``).
         ``given`` holds outputs known before the step (input frames, time-folded areas); earlier
-        steps are read from ``past`` ((source, step) -> output). Mutates none of its arguments,
-        so a step can be recomputed (activation checkpointing)."""
+        steps are read from ``past`` ((source, step) -> output); ``kept`` holds the last term of
+        each edge in ``keep_terms`` (edge-level hoisting). Mutates none of its arguments, so a
+        step can be recomputed (activation checkpointing). ``reuse``: take the plan's reused
+        outputs and terms (time-invariant hoisting) instead of computing them."""
         current = dict(given)
         states = dict(states)
+        kept = dict(kept)
         for step in area_steps:
             if step.fold and self.fold:
                 current[step.area] = self.areas[step.area].probe(current[step.area])
-            elif step.reuse and self.hoist:  # time-invariant: the previous step's output, exactly
+            elif step.reuse and reuse:  # time-invariant: the previous step's output, exactly
                 current[step.area] = self.areas[step.area].probe(past[(step.area, t - 1)])
             else:
-                current[step.area] = self._update(step, past, current, states, t, zero)
+                current[step.area] = self._update(step, past, current, states, kept, keep_terms, t, zero,
+                                                  reuse=reuse)
         for name, module in self.areas.items():
             if name not in current:  # silent: exactly zero, nothing computed
                 current[name] = module.probe(zero("out:" + name, module.out_shape))
@@ -249,17 +261,23 @@ class Network(nn.Module):
             head, src = self.readouts[name], self.spec.readouts[name].source
             heads[name] = (head(current[src], t) if src in computed
                            else zero("readout:" + name, self.plan.shapes.readout[name]))
-        return current, states, heads
+        return current, states, kept, heads
 
-    def _update(self, step, past, current, states, t: int, zero, probe: bool = True) -> torch.Tensor:
+    def _update(self, step, past, current, states, kept, keep_terms, t: int, zero,
+                probe: bool = True, reuse: bool = True) -> torch.Tensor:
         area = self.areas[step.area]
         combine = self.spec.areas[step.area].combine
         bottom, recurrent, driving = [], [], []
         drive = None
         delivered = {}
         for read in step.reads:
-            source = current[read.source] if read.at == t else past[(read.source, read.at)]
-            y = self.edges[read.name](source, t)
+            if read.reuse and reuse:  # time-invariant term: the one delivered last time, exactly
+                y = kept[read.edge]
+            else:
+                source = current[read.source] if read.at == t else past[(read.source, read.at)]
+                y = self.edges[read.name](source, t)
+                if read.edge in keep_terms and reuse:
+                    kept[read.edge] = y
             delivered[read.edge] = y
             if read.role == "bottom_up":
                 bottom.append(y)
@@ -303,6 +321,13 @@ class Network(nn.Module):
                 gain = gain + term
             return b * gain
         return _sum(driving)
+
+
+def _ready(plan: Plan) -> Plan:
+    """Evaluate the plan's cached properties now, outside any torch.compile region (functools'
+    cached_property takes a lock that dynamo cannot trace)."""
+    plan.folded, plan.kept_terms  # noqa: B018
+    return plan
 
 
 def _sum(terms: list[torch.Tensor]) -> torch.Tensor:

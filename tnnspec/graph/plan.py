@@ -28,13 +28,16 @@ class Read:
     source: str
     role: str  # 'bottom_up', 'recurrent' (lateral/feedback), 'gain', 'relative_gain', 'divide'
     at: int
+    reuse: bool = False  # the term equals the one this edge delivered at the previous step
 
 
 @dataclass(frozen=True)
 class AreaStep:
     """Area ``area`` computes at this step from the terms in ``reads`` (empty: zero drive).
     With ``reuse`` its output is provably the previous step's (time-invariant hoisting): the
-    executor takes that output instead of computing it again. With ``fold`` the area is
+    executor takes that output instead of computing it again. A read with ``reuse`` delivers
+    exactly the term its edge delivered at the previous step (time-invariant source, pure
+    transform), which the executor keeps instead of recomputing. With ``fold`` the area is
     stateless and reads only sequence inputs, so all its steps run as one batched call."""
 
     area: str
@@ -74,6 +77,16 @@ class Plan:
         """Number of area updates replaced by the previous step's output."""
         return sum(1 for s in self.schedule for a in s if a.reuse)
 
+    @cached_property
+    def reused_terms(self) -> int:
+        """Number of edge terms (transforms) of computed area updates taken from the previous step."""
+        return sum(1 for s in self.schedule for a in s if not a.reuse for r in a.reads if r.reuse)
+
+    @cached_property
+    def kept_terms(self) -> frozenset[int]:
+        """Edges whose delivered term the executor keeps for a later step to reuse."""
+        return frozenset(r.edge for s in self.schedule for a in s for r in a.reads if r.reuse)
+
     def __str__(self) -> str:
         lines = [f"plan: {self.steps} steps, {len(self.order)} areas, {self.work} area updates"
                  + (f" ({self.reused} more reused: time-invariant)" if self.reused else ""),
@@ -83,8 +96,9 @@ class Plan:
             lines.append(f"t={t}:")
             active_areas = {s.area for s in step}
             for s in step:
-                terms = ", ".join(f"{r.name}[{r.source}@t{r.at}]" + ("" if r.role in ("bottom_up", "recurrent")
-                                                                     else f"({r.role})") for r in s.reads)
+                terms = ", ".join(f"{r.name}[{r.source}@t{r.at}]"
+                                  + ("" if r.role in ("bottom_up", "recurrent") else f"({r.role})")
+                                  + (" (reused)" if r.reuse else "") for r in s.reads)
                 drive = terms or "zero drive"
                 lines.append(f"  {s.area:<12} <- " + ("same as previous step" if s.reuse else drive)
                              + (" (time-folded)" if s.fold else ""))
@@ -117,6 +131,8 @@ def prune(plan: Plan, spec: Spec, demand: set[tuple[str, int]]) -> Plan:
                 continue
             if s.area in stateful or s.reuse:
                 needed.update((s.area, u) for u in range(t))
+            elif any(r.reuse for r in s.reads):  # the kept term is computed at an earlier update
+                needed.add((s.area, t - 1))
             needed.update((r.source, r.at) for r in s.reads)
     schedule = tuple(tuple(s for s in step if (s.area, t) in needed) for t, step in enumerate(plan.schedule))
     return replace(plan, schedule=schedule, order=plan.order)
@@ -141,15 +157,13 @@ def _pure(spec: Spec, area: str, incoming: list[int]) -> bool:
     """An area whose output depends only on what it reads this step: no cell state and no op
     that differs between calls (dropout) or learns from each call (batch norm statistics)."""
     a = spec.areas[area]
-    if a.cell.name != "identity":
-        return False
-    chains = [a.ops] + [spec.edges[i].transform for i in incoming]
-    for chain in chains:
-        for entry in chain:
-            op = entry.op
-            if entry.op_name == "dropout" or (entry.op_name == "norm" and op.type == "batch"):
-                return False
-    return True
+    return a.cell.name == "identity" and all(_pure_ops(c) for c in [a.ops] + [spec.edges[i].transform
+                                                                          for i in incoming])
+
+
+def _pure_ops(chain) -> bool:
+    """An op chain whose output depends only on its input: no dropout, no batch norm."""
+    return not any(e.op_name == "dropout" or (e.op_name == "norm" and e.op.type == "batch") for e in chain)
 
 
 def evaluation_order(spec: Spec, delays) -> tuple[str, ...]:
@@ -188,6 +202,7 @@ def build_plan(spec: Spec, steps: int | None = None) -> Plan:
         for t in range(1, T):
             same[name][t] = sched.type == "static" or (sched.type == "on_off" and t not in (sched.on, sched.off))
     pure = {a: _pure(spec, a, incoming[a]) for a in spec.areas}
+    pure_edge = [_pure_ops(e.transform) for e in spec.edges]
     previous: dict[str, AreaStep] = {}
     for t in range(T):
         step = []
@@ -198,11 +213,16 @@ def build_plan(spec: Spec, steps: int | None = None) -> Plan:
             reads = tuple(Read(i, names[i], spec.edges[i].source, _role(spec.edges[i]), t - delays[i])
                           for i in incoming[a] if delivers(spec, arrival, i, delays[i], t))
             before = previous.get(a)
+            invariant = [before is not None and r.at >= 1 and same[r.source][r.at]
+                         and any(b.edge == r.edge for b in before.reads) for r in reads]
             reuse = (pure[a] and before is not None and [r.edge for r in before.reads] == [r.edge for r in reads]
-                     and all(r.at >= 1 and same[r.source][r.at] for r in reads))
+                     and all(invariant))
             if reuse:
                 same[a][t] = True
                 history[a] = max(history.get(a, 0), 1)
+            else:  # edge-level hoisting: terms of unchanged sources through pure transforms
+                reads = tuple(replace(r, reuse=True) if inv and pure_edge[r.edge] else r
+                              for r, inv in zip(reads, invariant))
             for r in reads:
                 history[r.source] = max(history.get(r.source, 0), t - r.at)
             previous[a] = AreaStep(a, reads, reuse)
