@@ -17,7 +17,8 @@ from .network import Network, Run
 
 def compile_spec(spec, **options) -> Network:
     """Compile a validated :class:`~tnnspec.Spec` (or a path to a spec file) into a
-    :class:`Network`. Options: ``tbptt`` (truncated BPTT window in steps)."""
+    :class:`Network`. Options (see :class:`Network`): ``tbptt``, ``checkpoint``, ``hoist``,
+    ``fold``, ``channels_last``, ``cuda_graphs``."""
     from ..api import load
     from ..spec.models import Spec
 

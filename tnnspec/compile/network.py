@@ -16,6 +16,7 @@ from torch.utils.checkpoint import checkpoint
 from ..graph.plan import AreaStep, Plan, build_plan, prune
 from ..spec.components import ShapeContext
 from ..spec.models import DRIVING, Normalization, Spec
+from .cuda_graphs import CapturedRuns
 from .modules import AreaModule, DivisiveTerm, EdgeModule, ReadoutModule, gain_view
 
 
@@ -40,11 +41,20 @@ class Network(nn.Module):
     activations during backward instead of storing them (memory ~ one step plus the
     outputs kept for delayed edges; forward hooks and BatchNorm statistics in train mode
     then see each step twice).
+
+    ``channels_last=True`` stores 4-d weights and inputs in channels-last (NHWC) memory order,
+    which oneDNN and cuDNN convolutions often run faster (outputs equal to float rounding).
+    ``cuda_graphs=True`` captures inference calls on CUDA as CUDA graphs and replays them
+    (:mod:`tnnspec.compile.cuda_graphs`); ``hoist``/``fold`` turn time-invariant hoisting and
+    time folding off when False.
     """
 
     def __init__(self, spec: Spec, tbptt: int | None = None, checkpoint: bool = False, hoist: bool = True,
-                 fold: bool = True):
+                 fold: bool = True, channels_last: bool = False, cuda_graphs: bool = False):
         super().__init__()
+        self._captured = CapturedRuns()
+        self.cuda_graphs = cuda_graphs
+        self.channels_last = channels_last
         self.hoist = hoist
         self.fold = fold
         self.spec = spec
@@ -74,6 +84,12 @@ class Network(nn.Module):
                 self.concat_inputs[e.target].append(i)
         self.readouts = nn.ModuleDict({
             name: ReadoutModule(r, shapes.output[r.source], T) for name, r in spec.readouts.items()})
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    def _apply(self, fn, recurse=True):
+        self._captured.clear()  # captured CUDA graphs point at the old parameter memory
+        return super()._apply(fn, recurse)
 
     # ------------------------------------------------------------------ plans and inputs
     def plan_for(self, steps: int | None) -> Plan:
@@ -135,11 +151,21 @@ class Network(nn.Module):
         """``readout_steps``: None (every step), ``"last"`` or a list of steps; readouts are then
         returned at those steps only ([len(steps), B, ...]) and the plan computes only the area
         updates that can reach them (and the recorded areas)."""
+        if self.cuda_graphs and not torch.is_grad_enabled():
+            xs = self._inputs(x, self.plan_for(steps).steps)
+            key = (steps, readout_steps if isinstance(readout_steps, (str, type(None))) else tuple(readout_steps),
+                   tuple(record))
+            return self._captured.run(lambda inputs: self._run(inputs, steps, record, readout_steps), xs, key)
+        return self._run(x, steps, record, readout_steps)
+
+    def _run(self, x, steps, record, readout_steps) -> Run:
         plan = self.plan_for(steps)
         keep = self._readout_steps(plan, readout_steps)
         if keep is not None:
             plan = self._pruned(plan, keep, tuple(record))
         xs = self._inputs(x, plan.steps)
+        if self.channels_last:
+            xs = {name: _channels_last(v) for name, v in xs.items()}
         first = next(iter(xs.values()))
         batch, dtype, device = first.shape[0], first.dtype, first.device
         record = tuple(record)
@@ -328,6 +354,15 @@ def _ready(plan: Plan) -> Plan:
     cached_property takes a lock that dynamo cannot trace)."""
     plan.folded, plan.kept_terms  # noqa: B018
     return plan
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    """An image batch [B, C, H, W] (or a sequence [B, T, C, H, W], frame by frame) in NHWC order."""
+    if x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    if x.dim() == 5:  # each frame x[:, t] is then a channels-last view
+        return x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+    return x
 
 
 def _sum(terms: list[torch.Tensor]) -> torch.Tensor:
