@@ -1,11 +1,14 @@
 """Benchmarks: compiled zoo models against the hand-written references, in one run.
 
-    python tools/bench.py [--quick] [--json OUT.json] [--markdown OUT.md]
+    python tools/bench.py [--quick] [--json OUT.json] [--torch-compile]
 
 Each pair runs with the same weights (converted with tnnspec.zoo.convert_weights), the same
-threads and inputs, in eval mode; times are medians of repeated runs after warm-up. Ratios
-are compiled / reference (below 1: tnnspec is faster). Also: the gain of time-invariant
-hoisting over a dense unroll on a ConvRNN-style net with a feedforward stem, and
+threads and inputs, in eval mode; times are medians of repeated runs after warm-up, the
+variants timed in alternating rounds. Ratios are compiled / reference (below 1: tnnspec is
+faster), for the call that returns what the reference returns (CORnet: the last step's
+logits, ``readout_steps="last"``; BLT: every step), with default options and with
+``channels_last=True``; the every-step ratio of the CORnets is reported too. Also: the gain
+of time-invariant hoisting over a dense unroll on a ConvRNN-style net with a feedforward stem, and
 validate+compile time of the Markov macaque graph and of generated graphs of growing size.
 The last line is ``worst ratio compiled/reference: X.XX``. Timings are never asserted in tests.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -42,8 +46,24 @@ def median_time(fn, repeats: int, warmup: int = 2) -> float:
     return statistics.median(times)
 
 
-def _pair(name: str, size: int | None):
-    """(reference module, compiled network, forward functions) with shared weights."""
+def interleaved(fns: dict, repeats: int, warmup: int = 1) -> dict[str, float]:
+    """Median seconds of each function, timed in alternating rounds (a, b, c, a, b, c, ...), so
+    that slow drift on a shared machine affects every variant alike."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _pair(name: str, size: int | None, **options):
+    """(reference module, compiled network, reference forward, the call arguments that make the
+    network return what the reference returns), with shared weights."""
     from references.blt_ccn23 import BLTNet64
     from references.cornet import CORnetRT, CORnetS
 
@@ -54,21 +74,23 @@ def _pair(name: str, size: int | None):
     torch.manual_seed(0)
     if name == "cornet_rt":
         ref = CORnetRT(times=spec.time.steps)
-        ref_fwd = lambda x: ref(x)  # noqa: E731  (final logits, as the peer returns)
+        same = {"readout_steps": "last"}  # the peer returns the final logits only
     elif name == "cornet_s":
         ref = CORnetS()
-        ref_fwd = lambda x: ref(x)  # noqa: E731
+        same = {"readout_steps": "last"}
     elif name == "blt_net_64":
         ref = BLTNet64(interaction="multiplicative", times=spec.time.steps)
-        ref_fwd = lambda x: ref(x)  # noqa: E731  (log-probabilities at every step)
+        same = {}  # log-probabilities at every step
     else:
         raise KeyError(name)
-    net = tnnspec.compile(spec)
+    net = tnnspec.compile(spec, **options)
     net.load_state_dict(zoo.convert_weights(name, ref.state_dict(), check=False))
-    return ref.eval(), net.eval(), ref_fwd, lambda x: net(x).readouts
+    return ref.eval(), net.eval(), (lambda x: ref(x)), same
 
 
 def _loss(out) -> torch.Tensor:
+    if isinstance(out, tnnspec.compile.Run):
+        out = out.readouts
     if isinstance(out, dict):
         return sum(v.float().square().mean() for v in out.values())
     if isinstance(out, (list, tuple)):
@@ -76,39 +98,45 @@ def _loss(out) -> torch.Tensor:
     return out.float().square().mean()
 
 
-NETS_B8: dict = {}  # model -> (compiled net, forward seconds at batch 8), for the FLOP rate
+NETS_B8: dict = {}  # model -> (compiled nets, the same-output call, forward seconds), for the FLOP rate
 
 
 def bench_pairs(quick: bool) -> list[dict]:
+    """Forward (inference mode) and forward+backward against the reference. ``tnn``: the call that
+    returns what the reference returns (CORnet: the last step's logits; BLT: every step), default
+    options; ``all``: readouts at every step; ``nhwc``: as ``tnn`` with ``channels_last=True``."""
     cases = [("cornet_rt", 224, (1,) if quick else (1, 8)),
              ("cornet_s", 224, (1,) if quick else (1, 8)),
              ("blt_net_64", None, (4,) if quick else (4, 8))]
     repeats = 5 if quick else 10
     rows = []
     for name, size, batches in cases:
-        ref, net, ref_fwd, net_fwd = _pair(name, size)
+        ref, net, ref_fwd, same = _pair(name, size)
+        nhwc = _pair(name, size, channels_last=True)[1]
         for batch in batches:
             x = net.example_inputs(batch)
-            row = {"model": name, "batch": batch}
+            row = {"model": name, "batch": batch, "same_outputs": same or "every step"}
+            fwd = {"ref": lambda: ref_fwd(x), "tnn": lambda: net(x, **same), "nhwc": lambda: nhwc(x, **same)}
+            if same:
+                fwd["all"] = lambda: net(x)
             with torch.inference_mode():
-                row["ref_fwd_s"] = median_time(lambda: ref_fwd(x), repeats)
-                row["tnn_fwd_s"] = median_time(lambda: net_fwd(x), repeats)
-                if name.startswith("cornet"):  # the CORnet references return the final logits only
-                    row["tnn_fwd_last_s"] = median_time(lambda: net(x, readout_steps="last"), repeats)
-                    row["fwd_last_ratio"] = row["tnn_fwd_last_s"] / row["ref_fwd_s"]
+                row.update({f"{k}_fwd_s": v for k, v in interleaved(fwd, repeats).items()})
             if not (quick and name == "cornet_s"):
-                row["ref_fwdbwd_s"] = median_time(lambda: _loss(ref_fwd(x)).backward(), max(3, repeats // 2), 1)
-                row["tnn_fwdbwd_s"] = median_time(lambda: _loss(net_fwd(x)).backward(), max(3, repeats // 2), 1)
-            row["fwd_ratio"] = row["tnn_fwd_s"] / row["ref_fwd_s"]
-            if "ref_fwdbwd_s" in row:
-                row["fwdbwd_ratio"] = row["tnn_fwdbwd_s"] / row["ref_fwdbwd_s"]
+                bwd = {k: (lambda f=f: _loss(f()).backward()) for k, f in fwd.items() if k != "all"}
+                if quick:
+                    bwd.pop("nhwc")
+                row.update({f"{k}_fwdbwd_s": v for k, v in interleaved(bwd, max(3, repeats // 2)).items()})
+            for kind in ("fwd", "fwdbwd"):
+                for variant in ("tnn", "all", "nhwc"):
+                    if f"{variant}_{kind}_s" in row:
+                        row[f"{variant}_{kind}_ratio"] = row[f"{variant}_{kind}_s"] / row[f"ref_{kind}_s"]
             rows.append(row)
             if batch == 8 and name.startswith("cornet"):
-                NETS_B8[name] = (net, row["tnn_fwd_s"])
-            print(f"  {name:<12} b{batch:<3} fwd {row['tnn_fwd_s'] * 1e3:8.1f} ms vs ref "
-                  f"{row['ref_fwd_s'] * 1e3:8.1f} ms  ratio {row['fwd_ratio']:.2f}"
-                  + (f" | last step only {row['fwd_last_ratio']:.2f}" if "fwd_last_ratio" in row else "")
-                  + (f" | fwd+bwd ratio {row['fwdbwd_ratio']:.2f}" if "fwdbwd_ratio" in row else ""), flush=True)
+                NETS_B8[name] = ((net, nhwc), same, row["tnn_fwd_s"], row["nhwc_fwd_s"])
+            r = lambda k: f"{row[k]:.2f}" if k in row else "-"  # noqa: E731
+            print(f"  {name:<12} b{batch:<3} fwd {row['tnn_fwd_s'] * 1e3:8.1f} ms vs ref {row['ref_fwd_s'] * 1e3:8.1f} ms"
+                  f"  ratio {r('tnn_fwd_ratio')} (nhwc {r('nhwc_fwd_ratio')}, every step {r('all_fwd_ratio')})"
+                  f" | fwd+bwd ratio {r('tnn_fwdbwd_ratio')} (nhwc {r('nhwc_fwdbwd_ratio')})", flush=True)
     return rows
 
 
@@ -135,8 +163,8 @@ def _gain(spec, quick: bool, **off) -> tuple[float, float, object]:
     plain.load_state_dict(fast.state_dict())
     x = fast.example_inputs(8)
     with torch.inference_mode():
-        return (median_time(lambda: fast(x), 3 if quick else 10),
-                median_time(lambda: plain(x), 3 if quick else 10), fast)
+        t = interleaved({"fast": lambda: fast(x), "plain": lambda: plain(x)}, 3 if quick else 10)
+    return t["fast"], t["plain"], fast
 
 
 def bench_hoisting(quick: bool) -> dict:
@@ -159,27 +187,32 @@ torch.manual_seed(0)
 T, ckpt = int(sys.argv[1]), sys.argv[2] == "1"
 net = tnnspec.compile(tnnspec.load(sys.argv[3]), checkpoint=ckpt)
 x = net.example_inputs(8)
-def rss_mb():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
-before = rss_mb()
+def status_mb(key):  # VmRSS now / VmHWM (peak); both start afresh at exec, unlike ru_maxrss
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key + ":")) / 1024
+net(x, steps=2).readouts["logits"].square().sum().backward()  # one-off allocations (thread pools, caches)
+net.zero_grad(set_to_none=False)
+with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM to the current RSS
+    f.write("5")
+before = status_mb("VmRSS")
 net(x, steps=T).readouts["logits"].square().sum().backward()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(peak - before)
+print(status_mb("VmHWM") - before)
 """
 
 
 def bench_memory() -> list[dict]:
     """Peak extra memory of forward+backward at T=4 and T=32, with and without checkpointing
-    (each in a fresh process: peak RSS minus RSS before the forward pass)."""
+    (each in a fresh process: peak RSS (VmHWM) minus RSS before the forward pass)."""
     import subprocess
 
     rows = []
     graph = str(ROOT / "graphs" / "ventral4.yaml")
     for ckpt in (False, True):
         for T in (4, 32):
+            # tensors over 64 KiB are mmapped and unmapped when freed, so RSS follows live memory
+            env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
             out = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(T), str(int(ckpt)), graph],
-                                 capture_output=True, text=True, cwd=ROOT)
+                                 capture_output=True, text=True, cwd=ROOT, env=env)
             mb = float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else float("nan")
             rows.append({"checkpoint": ckpt, "steps": T, "extra_mb": mb})
     for ckpt in (False, True):
@@ -198,16 +231,18 @@ def bench_flops(pairs_net) -> dict:
     gemm_s = median_time(lambda: a @ b, 5)
     gemm = 2 * n ** 3 / gemm_s / 1e9
     rows = {"gemm_gflops": gemm}
-    for name, (net, seconds) in pairs_net.items():
+    for name, ((net, nhwc), same, seconds, nhwc_seconds) in pairs_net.items():
         x = net.example_inputs(8)
         with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-            net(x)
+            net(x, **same)
         flops = counter.get_total_flops()
         rows[name] = {"gflop": flops / 1e9, "gflops": flops / seconds / 1e9,
-                      "fraction_of_gemm": flops / seconds / 1e9 / gemm}
-        print(f"  {name} b8 inference: {flops / 1e9:.1f} GFLOP in {seconds * 1e3:.0f} ms = "
+                      "fraction_of_gemm": flops / seconds / 1e9 / gemm,
+                      "nhwc_gflops": flops / nhwc_seconds / 1e9, "nhwc_fraction_of_gemm": flops / nhwc_seconds / 1e9 / gemm}
+        print(f"  {name} b8 inference ({same or 'every step'}): {flops / 1e9:.1f} GFLOP in {seconds * 1e3:.0f} ms = "
               f"{flops / seconds / 1e9:.0f} GFLOP/s, {100 * rows[name]['fraction_of_gemm']:.0f}% of the "
-              f"{gemm:.0f} GFLOP/s float32 GEMM ({n}^3)")
+              f"{gemm:.0f} GFLOP/s float32 GEMM ({n}^3); channels_last {nhwc_seconds * 1e3:.0f} ms, "
+              f"{100 * rows[name]['nhwc_fraction_of_gemm']:.0f}%")
     return rows
 
 
@@ -215,10 +250,10 @@ def bench_torch_compile(names=("cornet_rt",), batch: int = 8) -> list[dict]:
     """Both sides through torch.compile (what a savvy user would do); compile time excluded."""
     rows = []
     for name in names:
-        ref, net, ref_fwd, net_fwd = _pair(name, 224)
+        ref, net, ref_fwd, _ = _pair(name, 224)
         x = net.example_inputs(batch)
         row = {"model": name, "batch": batch}
-        for side, module, fwd in (("ref", ref, ref_fwd), ("tnn", net, net_fwd)):
+        for side, module in (("ref", ref), ("tnn", net)):
             torch._dynamo.reset()
             compiled = torch.compile(module)
             # the same work on both sides: logits at every step (a reference returning only the
@@ -319,13 +354,14 @@ def main() -> int:
         compiled_rows = bench_torch_compile()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of this process: {peak_mb:.0f} MB")
-    ratios = [r[k] for r in pairs for k in ("fwd_ratio", "fwdbwd_ratio") if k in r]
-    worst = max(ratios)
+    worst = max(r[k] for r in pairs for k in ("tnn_fwd_ratio", "tnn_fwdbwd_ratio") if k in r)
+    worst_nhwc = max(r["nhwc_fwd_ratio"] for r in pairs)
     if args.json:
         Path(args.json).write_text(json.dumps({"info": info, "pairs": pairs, "hoisting": hoist,
                                                "compile": compile_rows, "flops": flops, "memory": memory,
                                                "torch_compile": compiled_rows,
                                                "peak_rss_mb": peak_mb}, indent=2, default=str))
+    print(f"worst forward ratio with channels_last=True: {worst_nhwc:.2f}")
     print(f"worst ratio compiled/reference: {worst:.2f}")
     return 0
 
