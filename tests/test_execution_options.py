@@ -114,3 +114,47 @@ def test_cuda_graph_replays_equal_eager_runs_and_follow_new_weights(ventral):
                                    rtol=1e-5, atol=1e-5)
     graphed.cpu()
     assert len(graphed._captured) == 0
+
+
+def _randomise_batchnorm(net):
+    gen = torch.Generator().manual_seed(1)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.2)
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+
+
+def test_fused_batchnorm_equals_conv_then_norm_in_eval_and_is_off_in_training():
+    from tnnspec import zoo
+
+    spec = zoo.load("cornet_s")
+    spec = spec.model_copy(update={"inputs": {"image": spec.inputs["image"].model_copy(update={"shape": [3, 64, 64]})}})
+    plain, fused = _pair(spec, fuse_batchnorm=True)
+    _randomise_batchnorm(plain)
+    fused.load_state_dict(plain.state_dict())
+    norms = [m for m in fused.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    calls = []
+    for m in norms:
+        m.register_forward_hook(lambda *a: calls.append(1))
+    x = plain.example_inputs(2)
+    plain.eval(), fused.eval()
+    with torch.no_grad():
+        a, b = plain(x, record=("V1", "V2", "IT")), fused(x, record=("V1", "V2", "IT"))
+    inner = [a.cell.inner_steps for a in spec.areas.values() if a.cell.name == "cornet_s_block"]
+    # V1's 2 and each block's skip norm + 3 per inner step; only V1's first (after the edge's conv) runs
+    assert len(norms) == 2 + sum(1 + 3 * k for k in inner) and len(calls) == 1
+    for name in a.areas:
+        torch.testing.assert_close(b.areas[name], a.areas[name], rtol=1e-5, atol=1e-5, msg=name)
+    torch.testing.assert_close(b.readouts["logits"], a.readouts["logits"], rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # the kept folded weights follow changed weights and statistics
+        for m in (plain, fused):
+            m.areas["V4"].cell.conv2.weight.mul_(-1.5)
+            m.areas["V4"].cell.norm2_1.running_var.mul_(2.0)
+        torch.testing.assert_close(fused(x).readouts["logits"], plain(x).readouts["logits"], rtol=1e-5, atol=1e-5)
+    calls.clear()  # with gradients on (eval mode) and in train mode nothing is fused: the same arithmetic
+    assert torch.equal(fused(x).readouts["logits"], plain(x).readouts["logits"])
+    plain.train(), fused.train()
+    assert torch.equal(fused(x).readouts["logits"], plain(x).readouts["logits"])
+    assert len(calls) == 2 * len(norms)

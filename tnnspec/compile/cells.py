@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ..spec import cells as P
 from ..spec.components import pair
+from .fusion import applies, cached_fold, conv_norm
 from .registry import Cell, builds_cell
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -368,7 +369,10 @@ class ReciprocalGatedConvRNNCell(Cell):
 @builds_cell("cornet_s_block")
 class CORnetSBlockCell(Cell):
     """CORnet-S ``CORblock_S`` without ``conv_input`` (on the edge); parameter names and
-    order match CORnet's, so ``V2.skip.weight`` etc. load one to one."""
+    order match CORnet's, so ``V2.skip.weight`` etc. load one to one. With ``fuse_batchnorm``
+    each conv and its BatchNorm run as one conv in eval mode (:mod:`tnnspec.compile.fusion`)."""
+
+    fuse_batchnorm: bool = False
 
     def __init__(self, params: P.CORnetSBlock, drive_shape, out_shape, steps):
         super().__init__(params, drive_shape, out_shape, steps)
@@ -388,17 +392,21 @@ class CORnetSBlockCell(Cell):
 
     def forward(self, drive, state, step):
         h = drive
+        fuse = self.fuse_batchnorm
         for k in range(self.inner_steps):
             if k == 0:
-                skip = self.norm_skip(self.skip(h))
+                skip = conv_norm(self.skip, self.norm_skip, h, fuse)
                 stride = 2
             else:
                 skip = h
                 stride = 1
-            z = torch.relu(getattr(self, f"norm1_{k}")(self.conv1(h)))
-            z = F.conv2d(z, self.conv2.weight, None, stride, 1)
-            z = torch.relu(getattr(self, f"norm2_{k}")(z))
-            h = torch.relu(getattr(self, f"norm3_{k}")(self.conv3(z)) + skip)
+            z = torch.relu(conv_norm(self.conv1, getattr(self, f"norm1_{k}"), h, fuse))
+            norm2 = getattr(self, f"norm2_{k}")
+            if applies(norm2, fuse):
+                z = torch.relu(F.conv2d(z, *cached_fold(self.conv2.weight, None, norm2), stride, 1))
+            else:
+                z = torch.relu(norm2(F.conv2d(z, self.conv2.weight, None, stride, 1)))
+            h = torch.relu(conv_norm(self.conv3, getattr(self, f"norm3_{k}"), z, fuse) + skip)
             h = self.output(h)
         return h, None
 

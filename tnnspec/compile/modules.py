@@ -8,11 +8,16 @@ from torch import nn
 
 from ..spec.components import ShapeContext
 from ..spec.models import Area, Normalization
+from .fusion import conv_norm, fusable
 from .registry import CELL_BUILDERS, OP_BUILDERS, OpContext, StepOp
 
 
 class OpChain(nn.Module):
-    """Ops applied in order; children are named by op type (``conv``, ``norm``, ``conv_1``...)."""
+    """Ops applied in order; children are named by op type (``conv``, ``norm``, ``conv_1``...).
+    With ``fuse_batchnorm`` set, a conv followed by a BatchNorm runs as one conv in eval mode
+    (:mod:`tnnspec.compile.fusion`)."""
+
+    fuse_batchnorm: bool = False
 
     def __init__(self, ops, in_shape, ctx: ShapeContext, steps: int):
         super().__init__()
@@ -31,11 +36,27 @@ class OpChain(nn.Module):
             self.step_aware.append(isinstance(module, StepOp))
             shape = out
         self.out_shape = shape
+        modules = [getattr(self, n) for n in self.names]
+        self.fusable_at = frozenset(i for i in range(len(modules) - 1) if fusable(modules[i], modules[i + 1]))
 
     def forward(self, x: torch.Tensor, step: int = 0) -> torch.Tensor:
+        if self.fuse_batchnorm and self.fusable_at and not self.training:
+            return self._fused(x, step)
         for name, aware in zip(self.names, self.step_aware):
             module = getattr(self, name)
             x = module(x, step) if aware else module(x)
+        return x
+
+    def _fused(self, x: torch.Tensor, step: int) -> torch.Tensor:
+        i = 0
+        while i < len(self.names):
+            module = getattr(self, self.names[i])
+            if i in self.fusable_at:  # conv + BatchNorm: one conv (the norm is skipped)
+                x = conv_norm(module, getattr(self, self.names[i + 1]), x)
+                i += 2
+            else:
+                x = module(x, step) if self.step_aware[i] else module(x)
+                i += 1
         return x
 
 

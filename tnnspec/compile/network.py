@@ -45,12 +45,14 @@ class Network(nn.Module):
     ``channels_last=True`` stores 4-d weights and inputs in channels-last (NHWC) memory order,
     which oneDNN and cuDNN convolutions often run faster (outputs equal to float rounding).
     ``cuda_graphs=True`` captures inference calls on CUDA as CUDA graphs and replays them
-    (:mod:`tnnspec.compile.cuda_graphs`); ``hoist``/``fold`` turn time-invariant hoisting and
-    time folding off when False.
+    (:mod:`tnnspec.compile.cuda_graphs`); ``fuse_batchnorm=True`` runs each conv followed by a
+    BatchNorm as one conv in eval mode (:mod:`tnnspec.compile.fusion`; equal to float rounding);
+    ``hoist``/``fold`` turn time-invariant hoisting and time folding off when False.
     """
 
     def __init__(self, spec: Spec, tbptt: int | None = None, checkpoint: bool = False, hoist: bool = True,
-                 fold: bool = True, channels_last: bool = False, cuda_graphs: bool = False):
+                 fold: bool = True, channels_last: bool = False, cuda_graphs: bool = False,
+                 fuse_batchnorm: bool = False):
         super().__init__()
         self._captured = CapturedRuns()
         self.cuda_graphs = cuda_graphs
@@ -86,6 +88,10 @@ class Network(nn.Module):
             name: ReadoutModule(r, shapes.output[r.source], T) for name, r in spec.readouts.items()})
         if channels_last:
             self.to(memory_format=torch.channels_last)
+        self.fuse_batchnorm = fuse_batchnorm
+        for module in self.modules():
+            if hasattr(type(module), "fuse_batchnorm") and module is not self:
+                module.fuse_batchnorm = fuse_batchnorm
 
     def _apply(self, fn, recurse=True):
         self._captured.clear()  # captured CUDA graphs point at the old parameter memory

@@ -30,8 +30,12 @@ class SamePadConv(nn.Conv2d):
         (top, bottom), (left, right) = pads
         self.pad = (left, right, top, bottom)
 
+    def conv_with(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """This conv's geometry with the given weights (batch-norm fusion)."""
+        return self._conv_forward(F.pad(x, self.pad), weight, bias)
+
     def forward(self, x):
-        return self._conv_forward(F.pad(x, self.pad), self.weight, self.bias)
+        return self.conv_with(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", same_pad(l,r,t,b)={self.pad}"
