@@ -291,3 +291,21 @@ def test_compiled_run_matches_arrival(data, seed, one_thread):
         assert arrival is not None and arrival < T
         assert active and active[0] == arrival, (name, active[:3], arrival, net.plan.arrival)
         assert active == list(range(arrival, T)), (name, active)  # active from arrival on
+
+
+@settings(max_examples=30, **SETTINGS)
+@given(data=specs(for_compile=True), seed=st.integers(0, 2**16))
+def test_hoisting_and_pruning_change_no_output(data, seed, one_thread):
+    """Time-invariant hoisting (areas and edge terms) and readout pruning are exact on random graphs."""
+    torch.manual_seed(seed)
+    spec = _load(data)
+    hoisted, plain = tnnspec.compile(spec), tnnspec.compile(spec, hoist=False)
+    plain.load_state_dict(hoisted.state_dict())
+    x = hoisted.example_inputs(2)
+    with torch.no_grad():
+        a, b = hoisted(x, record=tuple(spec.areas)), plain(x, record=tuple(spec.areas))
+        last = hoisted(x, readout_steps="last").readouts["out"]
+    for name in spec.areas:
+        assert torch.equal(a.areas[name], b.areas[name]), name
+    assert torch.equal(a.readouts["out"], b.readouts["out"])
+    assert torch.equal(last[0], b.readouts["out"][-1])
