@@ -158,3 +158,49 @@ def test_fused_batchnorm_equals_conv_then_norm_in_eval_and_is_off_in_training():
     plain.train(), fused.train()
     assert torch.equal(fused(x).readouts["logits"], plain(x).readouts["logits"])
     assert len(calls) == 2 * len(norms)
+
+
+class _ReplayOnCPU:
+    """A stand-in for a captured CUDA graph: replay() re-runs the forward on the static inputs
+    and writes the results into the static outputs in place, as a graph replay does."""
+
+    captures = 0
+
+    def __init__(self, forward, static_in):
+        self.forward, self.static_in = forward, static_in
+        self.static_out = forward(static_in)
+        type(self).captures += 1
+
+    def replay(self):
+        new = self.forward(self.static_in)
+        for k, v in new.readouts.items():
+            self.static_out.readouts[k].copy_(v)
+        for k, v in new.areas.items():
+            self.static_out.areas[k].copy_(v)
+
+
+def test_captured_runs_copy_inputs_in_and_outputs_out_per_signature(ventral):
+    from tnnspec.compile.cuda_graphs import CapturedRuns
+
+    plain, graphed = _pair(ventral, cuda_graphs=True)
+    plain.eval(), graphed.eval()
+
+    def capture(forward, static_in):
+        g = _ReplayOnCPU(forward, static_in)
+        return g, g.static_out
+
+    graphed._captured = CapturedRuns(capture=capture, device="cpu")
+    _ReplayOnCPU.captures = 0
+    x1, x2 = plain.example_inputs(2, seed=1), plain.example_inputs(2, seed=2)
+    with torch.no_grad():
+        r1 = graphed(x1)
+        r2 = graphed(x2)  # a replay: x2 copied into the static input, outputs copied out
+        assert _ReplayOnCPU.captures == 1 and len(graphed._captured) == 1
+        assert torch.equal(r1.readouts["logits"], plain(x1).readouts["logits"])  # not overwritten by r2
+        assert torch.equal(r2.readouts["logits"], plain(x2).readouts["logits"])
+        graphed(x1, readout_steps="last")
+        graphed(x1, record=("V1",))
+        graphed(plain.example_inputs(3))
+        assert _ReplayOnCPU.captures == 4 and len(graphed._captured) == 4
+    graphed.float()  # moving or casting the network drops the graphs
+    assert len(graphed._captured) == 0

@@ -22,10 +22,14 @@ WARMUP_RUNS = 3  # eager runs on a side stream before capture (lazy init, cuDNN/
 
 
 class CapturedRuns:
-    """The captured graphs of one network, by call signature."""
+    """The captured graphs of one network, by call signature. ``capture(forward, static_inputs)``
+    returns ``(graph, static_outputs)`` with ``graph.replay()`` (tests substitute a CPU stand-in
+    for :func:`capture_cuda_graph`); ``device`` is the device type the inputs must be on."""
 
-    def __init__(self):
-        self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, dict, object]] = {}
+    def __init__(self, capture=None, device: str = "cuda"):
+        self._graphs: dict[tuple, tuple[object, dict, object]] = {}
+        self._capture = capture or capture_cuda_graph
+        self.device = device
 
     def clear(self) -> None:
         self._graphs.clear()
@@ -35,7 +39,7 @@ class CapturedRuns:
 
     def run(self, forward, xs: dict[str, torch.Tensor], key: tuple):
         """``forward(inputs)`` runs the network eagerly; returns the run for inputs ``xs``."""
-        bad = [name for name, x in xs.items() if x.device.type != "cuda"]
+        bad = [name for name, x in xs.items() if x.device.type != self.device]
         if bad:
             raise ValueError(f"cuda_graphs=True replays CUDA graphs, but input(s) {bad} are on "
                              f"{xs[bad[0]].device}: move the network and inputs to a GPU, or "
@@ -43,25 +47,25 @@ class CapturedRuns:
         signature = key + tuple((n, tuple(x.shape), x.dtype, x.device) for n, x in sorted(xs.items())) + (
             torch.is_autocast_enabled("cuda"), torch.is_inference_mode_enabled())
         if signature not in self._graphs:
-            self._graphs[signature] = self._capture(forward, xs)
-        graph, static_in, static_out = self._graphs[signature]
+            static_in = {name: x.clone() for name, x in xs.items()}
+            self._graphs[signature] = (*self._capture(forward, static_in), static_in)
+        graph, static_out, static_in = self._graphs[signature]
         for name, x in xs.items():
             static_in[name].copy_(x)
         graph.replay()
         return type(static_out)(readouts={k: v.clone() for k, v in static_out.readouts.items()},
                                 areas={k: v.clone() for k, v in static_out.areas.items()})
 
-    @staticmethod
-    def _capture(forward, xs):
-        static_in = {name: x.clone() for name, x in xs.items()}
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(WARMUP_RUNS):
-                forward(static_in)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_out = forward(static_in)
-        return graph, static_in, static_out
 
+def capture_cuda_graph(forward, static_in):
+    """Warm up on a side stream, then capture ``forward(static_in)``: ``(graph, static outputs)``."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(WARMUP_RUNS):
+            forward(static_in)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_out = forward(static_in)
+    return graph, static_out
