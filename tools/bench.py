@@ -185,7 +185,7 @@ def bench_hoisting(quick: bool) -> dict:
 _MEMORY_PROBE = r"""
 import resource, sys, torch, tnnspec
 torch.manual_seed(0)
-T, ckpt = int(sys.argv[1]), sys.argv[2] == "1"
+T, ckpt = int(sys.argv[1]), {"0": False, "1": True}.get(sys.argv[2], sys.argv[2])
 net = tnnspec.compile(tnnspec.load(sys.argv[3]), checkpoint=ckpt)
 x = net.example_inputs(8)
 def status_mb(key):  # VmRSS now / VmHWM (peak); both start afresh at exec, unlike ru_maxrss
@@ -208,15 +208,15 @@ def bench_memory() -> list[dict]:
 
     rows = []
     graph = str(ROOT / "graphs" / "ventral4.yaml")
-    for ckpt in (False, True):
+    for ckpt in (False, True, "recursive"):
         for T in (4, 32):
             # tensors over 64 KiB are mmapped and unmapped when freed, so RSS follows live memory
             env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
-            out = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(T), str(int(ckpt)), graph],
+            out = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(T), str(ckpt if isinstance(ckpt, str) else int(ckpt)), graph],
                                  capture_output=True, text=True, cwd=ROOT, env=env)
             mb = float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else float("nan")
             rows.append({"checkpoint": ckpt, "steps": T, "extra_mb": mb})
-    for ckpt in (False, True):
+    for ckpt in (False, True, "recursive"):
         a, b = (next(r["extra_mb"] for r in rows if r["checkpoint"] == ckpt and r["steps"] == T) for T in (4, 32))
         print(f"  ventral4 b8 fwd+bwd, checkpoint={ckpt}: T=4 {a:.0f} MB, T=32 {b:.0f} MB "
               f"(ratio {b / a:.2f})")

@@ -8,9 +8,11 @@ per-source history that keeps only as many past steps as the plan says.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import torch
 from torch import nn
+from torch.utils._pytree import tree_flatten, tree_unflatten
 from torch.utils.checkpoint import checkpoint
 
 from ..graph.plan import AreaStep, Plan, build_plan, prune
@@ -38,9 +40,11 @@ class Network(nn.Module):
     input) or a mapping input name -> tensor. ``tbptt=k`` cuts gradients every k steps
     (truncated backpropagation through time; the plan's reused outputs are then computed at
     every step, see ``forward``). ``checkpoint=True`` recomputes each step's
-    activations during backward instead of storing them (memory ~ one step plus the
-    outputs kept for delayed edges; forward hooks and BatchNorm statistics in train mode
-    then see each step twice).
+    activations during backward instead of storing them (memory ~ one step plus, for every
+    step, the outputs later steps read; forward hooks and BatchNorm statistics in train mode
+    then see each step twice). ``checkpoint="recursive"`` checkpoints halves of the run
+    recursively: fewer steps' outputs are held (memory grows more slowly with T), at
+    ~log2(T) + 1 computations of each step; gradients equal to float rounding.
 
     ``channels_last=True`` stores 4-d weights and inputs in channels-last (NHWC) memory order,
     which oneDNN and cuDNN convolutions often run faster (outputs equal to float rounding).
@@ -50,10 +54,12 @@ class Network(nn.Module):
     ``hoist``/``fold`` turn time-invariant hoisting and time folding off when False.
     """
 
-    def __init__(self, spec: Spec, tbptt: int | None = None, checkpoint: bool = False, hoist: bool = True,
+    def __init__(self, spec: Spec, tbptt: int | None = None, checkpoint: bool | str = False, hoist: bool = True,
                  fold: bool = True, channels_last: bool = False, cuda_graphs: bool = False,
                  fuse_batchnorm: bool = False):
         super().__init__()
+        if checkpoint not in (False, True, "recursive"):
+            raise ValueError(f"checkpoint must be False, True (per step) or 'recursive', got {checkpoint!r}")
         self._captured = CapturedRuns()
         self.cuda_graphs = cuda_graphs
         self.channels_last = channels_last
@@ -179,53 +185,103 @@ class Network(nn.Module):
             if name not in self.areas:
                 raise ValueError(f"record: unknown area '{name}'; areas: {list(self.areas)}")
         outputs: dict[str, dict[int, torch.Tensor]] = {n: {} for n in list(self.spec.inputs) + list(self.areas)}
-        states: dict[str, object] = {}
-        kept: dict[int, torch.Tensor] = {}  # edge -> its last delivered term, for reused reads
-        # With truncated BPTT nothing is reused: a value kept from an earlier step can reach back
-        # across a window cut differently from the one recomputed now (equal values, different
-        # gradients), so hoisting is off there.
-        reuse = self.hoist and not self.tbptt
         zeros: dict[str, torch.Tensor] = {}
         blanks: dict[str, torch.Tensor] = {}
-        recorded: dict[str, list] = {n: [] for n in record}
-        readouts: dict[str, list] = {n: [] for n in self.readouts}
-        totals: dict[str, torch.Tensor] = {}
 
         def zero(name: str, shape) -> torch.Tensor:
             if name not in zeros:
                 zeros[name] = torch.zeros((batch,) + tuple(shape), dtype=dtype, device=device)
             return zeros[name]
 
-        folded = self._fold(plan, xs, blanks, zero, batch)
-        for t, area_steps in enumerate(plan.schedule):
-            if self.tbptt and t and t % self.tbptt == 0:
-                outputs = {n: {s: v.detach() for s, v in h.items()} for n, h in outputs.items()}
-                states = {n: _detach(s) for n, s in states.items()}
-            frames = {name: self._frame(name, inp, t, blanks) for name, inp in xs.items()}
-            frames.update({a: by_step[t] for a, by_step in folded.items() if t in by_step})
-            past = {(r.source, r.at): outputs[r.source][r.at] for s in area_steps for r in s.reads if r.at < t}
-            past.update({(s.area, t - 1): outputs[s.area][t - 1] for s in area_steps if s.reuse})
-            wanted = tuple(n for n, h in self.readouts.items() if keep is None or t in keep or h.cumulative)
-            if self.checkpoint and torch.is_grad_enabled():
-                current, states, kept, heads = checkpoint(self._step, t, area_steps, past, states, kept, frames,
-                                                          zero, wanted, plan.kept_terms, reuse, use_reentrant=False)
-            else:
-                current, states, kept, heads = self._step(t, area_steps, past, states, kept, frames, zero, wanted,
-                                                          plan.kept_terms, reuse)
-            for name, value in current.items():
-                outputs[name][t] = value
-            for name in record:
-                recorded[name].append(current[name])
-            for name, y in heads.items():
-                if self.readouts[name].cumulative:
-                    y = totals[name] + y if name in totals else y
-                    totals[name] = y
-                if keep is None or t in keep:
-                    readouts[name].append(y)
-            for name, history in outputs.items():  # drop what no edge will read again
-                history.pop(t - plan.history.get(name, 0) - 1, None)
+        # With truncated BPTT nothing is reused: a value kept from an earlier step can reach back
+        # across a window cut differently from the one recomputed now (equal values, different
+        # gradients), so hoisting is off there.
+        run = _RunContext(plan, keep, record, xs, blanks, zero, self._fold(plan, xs, blanks, zero, batch),
+                          reuse=self.hoist and not self.tbptt)
+        _, emitted = self._range(0, plan.steps, _Carry(outputs, {}, {}, {}), run)
+        recorded = {n: [e[0][n] for e in emitted] for n in record}
+        readouts = {n: [e[1][n] for e in emitted if n in e[1]] for n in self.readouts}
         return Run(readouts={n: torch.stack(v) for n, v in readouts.items()},
                    areas={n: torch.stack(v) for n, v in recorded.items()})
+
+    def _range(self, a: int, b: int, carry: _Carry, run: _RunContext):
+        """Steps ``a .. b-1``: the carry after them and, per step, (recorded outputs, readouts).
+        With ``checkpoint="recursive"`` the first half is one checkpointed region and the second
+        half recurses, so only ~log2(T) carries are stored while gradients are needed (each step
+        is computed ~log2(T) + 1 times in all)."""
+        if self.checkpoint == "recursive" and torch.is_grad_enabled() and b - a > 1:
+            mid = (a + b) // 2
+            carry, first = self._checkpointed_range(a, mid, carry, run)
+            carry, second = self._range(mid, b, carry, run)
+            return carry, first + second
+        emitted = []
+        for t in range(a, b):
+            carry, out = self._advance(t, carry, run)
+            emitted.append(out)
+        return carry, emitted
+
+    def _checkpointed_range(self, a: int, b: int, carry: _Carry, run: _RunContext):
+        """:meth:`_range` as one reentrant checkpoint. Its forward builds no graph, so nested
+        regions keep nothing but their inputs (a non-reentrant checkpoint's graph would keep every
+        inner region's inputs alive). A reentrant checkpoint sees only top-level tensor arguments,
+        so the carry goes in flattened, with an anchor that requires grad (parameter gradients
+        flow even when no input does); results come out as fresh views, so that tensors cached
+        across steps (zero drives, blank frames, inputs) are never turned into its outputs. Only
+        the form of the result is remembered (not the recomputed tensors, which would keep the
+        region's activations alive through backward)."""
+        leaves, spec = tree_flatten(carry)
+        where = [i for i, leaf in enumerate(leaves) if isinstance(leaf, torch.Tensor)]
+        form = {}
+
+        def region(_anchor, *tensors):
+            filled = list(leaves)
+            for i, tensor in zip(where, tensors):
+                filled[i] = tensor
+            out, out_spec = tree_flatten(self._range(a, b, tree_unflatten(filled, spec), run))
+            if not form:
+                form["spec"] = out_spec
+                form["leaves"] = [None if isinstance(leaf, torch.Tensor) else leaf for leaf in out]
+                form["tensor"] = [isinstance(leaf, torch.Tensor) for leaf in out]
+            return tuple(leaf.view_as(leaf) for leaf in out if isinstance(leaf, torch.Tensor))
+
+        anchor = torch.empty(0, requires_grad=True)
+        tensors = iter(checkpoint(region, anchor, *(leaves[i] for i in where), use_reentrant=True))
+        out = [next(tensors) if is_tensor else leaf for leaf, is_tensor in zip(form["leaves"], form["tensor"])]
+        return tree_unflatten(out, form["spec"])
+
+    def _advance(self, t: int, carry: _Carry, run: _RunContext):
+        """One step: the new carry and (recorded outputs, readouts) of step ``t``. Does not mutate
+        ``carry`` (regions of steps can be recomputed)."""
+        plan, keep = run.plan, run.keep
+        outputs, states, kept, totals = carry
+        area_steps = plan.schedule[t]
+        if self.tbptt and t and t % self.tbptt == 0:
+            outputs = {n: {s: v.detach() for s, v in h.items()} for n, h in outputs.items()}
+            states = {n: _detach(s) for n, s in states.items()}
+        frames = {name: self._frame(name, inp, t, run.blanks) for name, inp in run.xs.items()}
+        frames.update({a: by_step[t] for a, by_step in run.folded.items() if t in by_step})
+        past = {(r.source, r.at): outputs[r.source][r.at] for s in area_steps for r in s.reads if r.at < t}
+        past.update({(s.area, t - 1): outputs[s.area][t - 1] for s in area_steps if s.reuse})
+        wanted = tuple(n for n, h in self.readouts.items() if keep is None or t in keep or h.cumulative)
+        args = (t, area_steps, past, states, kept, frames, run.zero, wanted, plan.kept_terms, run.reuse)
+        if self.checkpoint is True and torch.is_grad_enabled():  # ("recursive" checkpoints regions)
+            current, states, kept, heads = checkpoint(self._step, *args, use_reentrant=False)
+        else:
+            current, states, kept, heads = self._step(*args)
+        outputs = {name: dict(history) for name, history in outputs.items()}
+        for name, value in current.items():
+            outputs[name][t] = value
+        for name, history in outputs.items():  # drop what no edge will read again
+            history.pop(t - plan.history.get(name, 0) - 1, None)
+        totals = dict(totals)
+        shown = {}
+        for name, y in heads.items():
+            if self.readouts[name].cumulative:
+                y = totals[name] + y if name in totals else y
+                totals[name] = y
+            if keep is None or t in keep:
+                shown[name] = y
+        return _Carry(outputs, states, kept, totals), ({n: current[n] for n in run.record}, shown)
 
     def _readout_steps(self, plan, readout_steps) -> tuple[int, ...] | None:
         if readout_steps is None:
@@ -353,6 +409,30 @@ class Network(nn.Module):
                 gain = gain + term
             return b * gain
         return _sum(driving)
+
+
+class _Carry(NamedTuple):
+    """What one step hands to the next: outputs still to be read (node -> step -> tensor),
+    cell states, kept edge terms (edge -> tensor) and running totals of cumulative readouts."""
+
+    outputs: dict
+    states: dict
+    kept: dict
+    totals: dict
+
+
+@dataclass
+class _RunContext:
+    """What stays fixed during one run."""
+
+    plan: Plan
+    keep: tuple[int, ...] | None
+    record: tuple[str, ...]
+    xs: dict
+    blanks: dict
+    zero: object
+    folded: dict
+    reuse: bool
 
 
 def _ready(plan: Plan) -> Plan:
