@@ -8,7 +8,7 @@ per-source history that keeps only as many past steps as the plan says.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
@@ -430,7 +430,7 @@ class _RunContext:
     record: tuple[str, ...]
     xs: dict
     blanks: dict
-    zero: object
+    zero: Callable[[str, tuple], torch.Tensor]
     folded: dict
     reuse: bool
 
