@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from ..spec import cells as P
 from ..spec.components import pair
-from .fusion import applies, cached_fold, conv_norm
+from .fusion import conv_norm
 from .registry import Cell, builds_cell
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -401,11 +401,8 @@ class CORnetSBlockCell(Cell):
                 skip = h
                 stride = 1
             z = torch.relu(conv_norm(self.conv1, getattr(self, f"norm1_{k}"), h, fuse))
-            norm2 = getattr(self, f"norm2_{k}")
-            if applies(norm2, fuse):
-                z = torch.relu(F.conv2d(z, *cached_fold(self.conv2.weight, None, norm2), stride, 1))
-            else:
-                z = torch.relu(norm2(F.conv2d(z, self.conv2.weight, None, stride, 1)))
+            z = torch.relu(conv_norm(self.conv2, getattr(self, f"norm2_{k}"), z, fuse,
+                                     run=lambda u, w, b: F.conv2d(u, w, b, stride, 1)))
             h = torch.relu(conv_norm(self.conv3, getattr(self, f"norm3_{k}"), z, fuse) + skip)
             h = self.output(h)
         return h, None

@@ -17,6 +17,8 @@ nothing is fused. Forward hooks of a fused pair's modules are not called.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -68,8 +70,11 @@ def applies(norm: nn.Module, fuse: bool) -> bool:
     return fuse and active(norm) and not torch.is_grad_enabled()
 
 
-def conv_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d, x: Tensor, fuse: bool = True) -> Tensor:
-    """``norm(conv(x))``, as one convolution when fusion :func:`applies`."""
+def conv_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d, x: Tensor, fuse: bool = True,
+              run: Callable[[Tensor, Tensor, Tensor | None], Tensor] | None = None) -> Tensor:
+    """``norm(conv(x))``, as one convolution when fusion :func:`applies`. ``run(x, weight, bias)``
+    applies the convolution with other geometry than ``conv``'s own (a per-step stride)."""
     if applies(norm, fuse):
-        return conv_with(conv, x, *cached_fold(conv.weight, conv.bias, norm))
-    return norm(conv(x))
+        weight, bias = cached_fold(conv.weight, conv.bias, norm)
+        return run(x, weight, bias) if run is not None else conv_with(conv, x, weight, bias)
+    return norm(run(x, conv.weight, conv.bias) if run is not None else conv(x))

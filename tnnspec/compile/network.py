@@ -315,7 +315,7 @@ class Network(nn.Module):
                 delay = steps[0] - r.at
                 past[(r.source, -1 - k)] = torch.cat([self._frame(r.source, xs[r.source], t - delay, blanks)
                                                       for t in steps])
-                reads.append(replace(r, at=-1 - k, reuse=False))
+                reads.append(replace(r, at=-1 - k))
             y = self._update(AreaStep(area, tuple(reads)), past, {}, {}, {}, frozenset(), 0, zero, probe=False,
                              reuse=False)
             out[area] = dict(zip(steps, y.split(batch)))

@@ -153,16 +153,9 @@ def _foldable(spec: Spec, schedule, pure, incoming) -> set[str]:
                     and all(r.source in sequences and r.role == "bottom_up" for r in s.reads) for s in ss)}
 
 
-def _pure(spec: Spec, area: str, incoming: list[int]) -> bool:
-    """An area whose output depends only on what it reads this step: no cell state and no op
-    that differs between calls (dropout) or learns from each call (batch norm statistics)."""
-    a = spec.areas[area]
-    return a.cell.name == "identity" and all(_pure_ops(c) for c in [a.ops] + [spec.edges[i].transform
-                                                                          for i in incoming])
-
-
 def _pure_ops(chain) -> bool:
-    """An op chain whose output depends only on its input: no dropout, no batch norm."""
+    """An op chain whose output depends only on its input: no op that differs between calls
+    (dropout) or learns from each call (batch norm statistics)."""
     return not any(e.op_name == "dropout" or (e.op_name == "norm" and e.op.type == "batch") for e in chain)
 
 
@@ -201,8 +194,10 @@ def build_plan(spec: Spec, steps: int | None = None) -> Plan:
         sched = inp.schedule
         for t in range(1, T):
             same[name][t] = sched.type == "static" or (sched.type == "on_off" and t not in (sched.on, sched.off))
-    pure = {a: _pure(spec, a, incoming[a]) for a in spec.areas}
     pure_edge = [_pure_ops(e.transform) for e in spec.edges]
+    # an area whose output depends only on what it reads this step: no cell state, pure ops and edges
+    pure = {a: area.cell.name == "identity" and _pure_ops(area.ops) and all(pure_edge[i] for i in incoming[a])
+            for a, area in spec.areas.items()}
     previous: dict[str, AreaStep] = {}
     for t in range(T):
         step = []
