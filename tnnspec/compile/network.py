@@ -12,12 +12,12 @@ from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_flatten, tree_unflatten
 from torch.utils.checkpoint import checkpoint
 
 from ..graph.plan import AreaStep, Plan, build_plan, prune
 from ..spec.components import ShapeContext
 from ..spec.models import DRIVING, Normalization, Spec
+from .bisection import run_bisected
 from .cuda_graphs import CapturedRuns
 from .modules import AreaModule, DivisiveTerm, EdgeModule, ReadoutModule, gain_view
 
@@ -42,9 +42,9 @@ class Network(nn.Module):
     every step, see ``forward``). ``checkpoint=True`` recomputes each step's
     activations during backward instead of storing them (memory ~ one step plus, for every
     step, the outputs later steps read; forward hooks and BatchNorm statistics in train mode
-    then see each step twice). ``checkpoint="recursive"`` checkpoints halves of the run
-    recursively: fewer steps' outputs are held (memory grows more slowly with T), at
-    ~log2(T) + 1 computations of each step; gradients equal to float rounding.
+    then see each step twice). ``checkpoint="recursive"`` stores only ~log2(T) carries and
+    recomputes steps from them by bisection (:mod:`tnnspec.compile.bisection`): memory grows
+    with log T, each step runs at most log2(T) + 2 times; gradients equal to float rounding.
 
     ``channels_last=True`` stores 4-d weights and inputs in channels-last (NHWC) memory order,
     which oneDNN and cuDNN convolutions often run faster (outputs equal to float rounding).
@@ -198,56 +198,26 @@ class Network(nn.Module):
         # gradients), so hoisting is off there.
         run = _RunContext(plan, keep, record, xs, blanks, zero, self._fold(plan, xs, blanks, zero, batch),
                           reuse=self.hoist and not self.tbptt)
-        _, emitted = self._range(0, plan.steps, _Carry(outputs, {}, {}, {}), run)
+        emitted = self._range(_Carry(outputs, {}, {}, {}), run)
         recorded = {n: [e[0][n] for e in emitted] for n in record}
         readouts = {n: [e[1][n] for e in emitted if n in e[1]] for n in self.readouts}
         return Run(readouts={n: torch.stack(v) for n, v in readouts.items()},
                    areas={n: torch.stack(v) for n, v in recorded.items()})
 
-    def _range(self, a: int, b: int, carry: _Carry, run: _RunContext):
-        """Steps ``a .. b-1``: the carry after them and, per step, (recorded outputs, readouts).
-        With ``checkpoint="recursive"`` the first half is one checkpointed region and the second
-        half recurses, so only ~log2(T) carries are stored while gradients are needed (each step
-        is computed ~log2(T) + 1 times in all)."""
-        if self.checkpoint == "recursive" and torch.is_grad_enabled() and b - a > 1:
-            mid = (a + b) // 2
-            carry, first = self._checkpointed_range(a, mid, carry, run)
-            carry, second = self._range(mid, b, carry, run)
-            return carry, first + second
+    def _range(self, carry: _Carry, run: _RunContext) -> list:
+        """Every step of the run: per step, (recorded outputs, readouts). With
+        ``checkpoint="recursive"`` and gradients needed, one bisected run
+        (:mod:`tnnspec.compile.bisection`)."""
+        if self.checkpoint == "recursive" and torch.is_grad_enabled():
+            inputs = {("xs", n): x for n, x in run.xs.items()}
+            inputs.update({("folded", a, t): y for a, by_step in run.folded.items() for t, y in by_step.items()})
+            if any(p.requires_grad for p in self.parameters()) or any(x.requires_grad for x in inputs.values()):
+                return run_bisected(self, self._advance, run.plan.steps, carry, run, inputs)
         emitted = []
-        for t in range(a, b):
+        for t in range(run.plan.steps):
             carry, out = self._advance(t, carry, run)
             emitted.append(out)
-        return carry, emitted
-
-    def _checkpointed_range(self, a: int, b: int, carry: _Carry, run: _RunContext):
-        """:meth:`_range` as one reentrant checkpoint. Its forward builds no graph, so nested
-        regions keep nothing but their inputs (a non-reentrant checkpoint's graph would keep every
-        inner region's inputs alive). A reentrant checkpoint sees only top-level tensor arguments,
-        so the carry goes in flattened, with an anchor that requires grad (parameter gradients
-        flow even when no input does); results come out as fresh views, so that tensors cached
-        across steps (zero drives, blank frames, inputs) are never turned into its outputs. Only
-        the form of the result is remembered (not the recomputed tensors, which would keep the
-        region's activations alive through backward)."""
-        leaves, spec = tree_flatten(carry)
-        where = [i for i, leaf in enumerate(leaves) if isinstance(leaf, torch.Tensor)]
-        form = {}
-
-        def region(_anchor, *tensors):
-            filled = list(leaves)
-            for i, tensor in zip(where, tensors):
-                filled[i] = tensor
-            out, out_spec = tree_flatten(self._range(a, b, tree_unflatten(filled, spec), run))
-            if not form:
-                form["spec"] = out_spec
-                form["leaves"] = [None if isinstance(leaf, torch.Tensor) else leaf for leaf in out]
-                form["tensor"] = [isinstance(leaf, torch.Tensor) for leaf in out]
-            return tuple(leaf.view_as(leaf) for leaf in out if isinstance(leaf, torch.Tensor))
-
-        anchor = torch.empty(0, requires_grad=True)
-        tensors = iter(checkpoint(region, anchor, *(leaves[i] for i in where), use_reentrant=True))
-        out = [next(tensors) if is_tensor else leaf for leaf, is_tensor in zip(form["leaves"], form["tensor"])]
-        return tree_unflatten(out, form["spec"])
+        return emitted
 
     def _advance(self, t: int, carry: _Carry, run: _RunContext):
         """One step: the new carry and (recorded outputs, readouts) of step ``t``. Does not mutate
@@ -264,15 +234,15 @@ class Network(nn.Module):
         past.update({(s.area, t - 1): outputs[s.area][t - 1] for s in area_steps if s.reuse})
         wanted = tuple(n for n, h in self.readouts.items() if keep is None or t in keep or h.cumulative)
         args = (t, area_steps, past, states, kept, frames, run.zero, wanted, plan.kept_terms, run.reuse)
-        if self.checkpoint is True and torch.is_grad_enabled():  # ("recursive" checkpoints regions)
+        if self.checkpoint is True and torch.is_grad_enabled():  # ("recursive": see _range)
             current, states, kept, heads = checkpoint(self._step, *args, use_reentrant=False)
         else:
             current, states, kept, heads = self._step(*args)
         outputs = {name: dict(history) for name, history in outputs.items()}
         for name, value in current.items():
             outputs[name][t] = value
-        for name, history in outputs.items():  # drop what no edge will read again
-            history.pop(t - plan.history.get(name, 0) - 1, None)
+        for name, history in outputs.items():  # drop what no later step reads (they read t+1-h and on)
+            history.pop(t - plan.history.get(name, 0), None)
         totals = dict(totals)
         shown = {}
         for name, y in heads.items():
