@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from ..spec import cells as P
 from ..spec.components import pair
 from .fusion import conv_norm
+from .packing import Conv2d
 from .registry import Cell, builds_cell
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -32,7 +33,7 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
 }
 
 
-class SameConv2d(nn.Conv2d):
+class SameConv2d(Conv2d):
     """Stride-1 conv that keeps the map size (tnn's SAME padding): ``k // 2`` on each side
     for odd kernels; for even ones the extra row/column goes bottom/right (explicit pad)."""
 
@@ -47,7 +48,7 @@ class SameConv2d(nn.Conv2d):
         """This conv's geometry with the given weights (used to fuse convs)."""
         if self.extra_pad is not None:
             x = F.pad(x, self.extra_pad)
-        return F.conv2d(x, weight, bias, 1, self.padding, 1, self.groups)
+        return self._conv_forward(x, weight, bias)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.conv_with(x, self.weight, self.bias)
@@ -309,7 +310,7 @@ class SeparableConv(nn.Module):
     def __init__(self, c_in: int, c_out: int, kernel):
         super().__init__()
         self.depthwise = same_conv(c_in, c_in, kernel, False, groups=c_in)
-        self.pointwise = nn.Conv2d(c_in, c_out, 1, bias=False)
+        self.pointwise = Conv2d(c_in, c_out, 1, bias=False)
 
     def forward(self, x):
         return self.pointwise(self.depthwise(x))
@@ -379,11 +380,11 @@ class CORnetSBlockCell(Cell):
         c = out_shape[0]
         s = params.scale * c
         self.inner_steps = params.inner_steps
-        self.skip = nn.Conv2d(c, c, 1, stride=2, bias=False)
+        self.skip = Conv2d(c, c, 1, stride=2, bias=False)
         self.norm_skip = nn.BatchNorm2d(c)
-        self.conv1 = nn.Conv2d(c, s, 1, bias=False)
-        self.conv2 = nn.Conv2d(s, s, 3, padding=1, bias=False)  # stride given per inner step
-        self.conv3 = nn.Conv2d(s, c, 1, bias=False)
+        self.conv1 = Conv2d(c, s, 1, bias=False)
+        self.conv2 = Conv2d(s, s, 3, padding=1, bias=False)  # stride given per inner step
+        self.conv3 = Conv2d(s, c, 1, bias=False)
         for k in range(self.inner_steps):
             setattr(self, f"norm1_{k}", nn.BatchNorm2d(s))
             setattr(self, f"norm2_{k}", nn.BatchNorm2d(s))
@@ -402,7 +403,7 @@ class CORnetSBlockCell(Cell):
                 stride = 1
             z = torch.relu(conv_norm(self.conv1, getattr(self, f"norm1_{k}"), h, fuse))
             z = torch.relu(conv_norm(self.conv2, getattr(self, f"norm2_{k}"), z, fuse,
-                                     run=lambda u, w, b: F.conv2d(u, w, b, stride, 1)))
+                                     run=lambda u, w, b: self.conv2.conv_at(u, w, b, (stride, stride))))
             h = torch.relu(conv_norm(self.conv3, getattr(self, f"norm3_{k}"), z, fuse) + skip)
             h = self.output(h)
         return h, None

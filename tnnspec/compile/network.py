@@ -18,6 +18,7 @@ from ..graph.plan import AreaStep, Plan, build_plan, prune
 from ..spec.components import ShapeContext
 from ..spec.models import DRIVING, Normalization, Spec
 from .bisection import run_bisected
+from . import packing
 from .cuda_graphs import CapturedRuns
 from .modules import AreaModule, DivisiveTerm, EdgeModule, ReadoutModule, gain_view
 
@@ -51,12 +52,15 @@ class Network(nn.Module):
     ``cuda_graphs=True`` captures inference calls on CUDA as CUDA graphs and replays them
     (:mod:`tnnspec.compile.cuda_graphs`); ``fuse_batchnorm=True`` runs each conv followed by a
     BatchNorm as one conv in eval mode (:mod:`tnnspec.compile.fusion`; equal to float rounding);
+    ``packed_weights=True`` keeps conv weights in oneDNN's blocked layout for CPU inference
+    calls instead of reordering them at every call (:mod:`tnnspec.compile.packing`; equal to
+    float rounding);
     ``hoist``/``fold`` turn time-invariant hoisting and time folding off when False.
     """
 
     def __init__(self, spec: Spec, tbptt: int | None = None, checkpoint: bool | str = False, hoist: bool = True,
                  fold: bool = True, channels_last: bool = False, cuda_graphs: bool = False,
-                 fuse_batchnorm: bool = False):
+                 fuse_batchnorm: bool = False, packed_weights: bool = False):
         super().__init__()
         if checkpoint not in (False, True, "recursive"):
             raise ValueError(f"checkpoint must be False, True (per step) or 'recursive', got {checkpoint!r}")
@@ -95,12 +99,15 @@ class Network(nn.Module):
         if channels_last:
             self.to(memory_format=torch.channels_last)
         self.fuse_batchnorm = fuse_batchnorm
+        self.packed_weights = packed_weights
         for module in self.modules():
-            if hasattr(type(module), "fuse_batchnorm") and module is not self:
-                module.fuse_batchnorm = fuse_batchnorm
+            for option in ("fuse_batchnorm", "packed_weights"):
+                if hasattr(type(module), option) and module is not self:
+                    setattr(module, option, getattr(self, option))
 
     def _apply(self, fn, recurse=True):
-        self._captured.clear()  # captured CUDA graphs point at the old parameter memory
+        self._captured.clear()  # captured CUDA graphs and packed weights point at the old memory
+        packing.clear(self)
         return super()._apply(fn, recurse)
 
     # ------------------------------------------------------------------ plans and inputs

@@ -13,11 +13,12 @@ from torch import nn
 
 from ..spec import ops as P
 from ..spec.components import pair
+from .packing import Conv2d
 from .registry import OpContext, StepOp, builds_op
 
 
 # --------------------------------------------------------------------------- convolutions
-class SamePadConv(nn.Conv2d):
+class SamePadConv(Conv2d):
     """Conv with TensorFlow SAME padding (asymmetric when the total is odd)."""
 
     def __init__(self, *args, in_hw: tuple[int, int], **kwargs):
@@ -54,7 +55,7 @@ def build_conv(p: P.Conv, ctx: OpContext) -> nn.Module:
         padding = (0, 0)
     else:
         padding = pair(p.padding)
-    return nn.Conv2d(c_in, c_out, padding=padding, **common)
+    return Conv2d(c_in, c_out, padding=padding, **common)
 
 
 @builds_op("conv_transpose")
