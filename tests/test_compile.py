@@ -154,6 +154,26 @@ edges:
     assert torch.equal(out, torch.cat([y, x], 1))
 
 
+def test_concat_drive_counts_the_areas_own_lateral_edge():
+    """The lateral edge's shape depends on the area itself, so it is unknown when the drive is
+    first inferred; the drive must still stack both edges (it was 4 channels, and the cell's
+    input conv failed at run time)."""
+    text = """
+tnnspec: "1.0"
+name: cat_loop
+time: {steps: 3}
+inputs: {x: {shape: [3, 6, 6]}}
+areas: {B: {level: 1, channels: 4, combine: concat, cell: {type: lstm, kernel: 3}}}
+edges:
+  - {type: feedforward, source: x, target: B, transform: [{conv: {kernel: 3}}]}
+  - {type: lateral, source: B, target: B, transform: [{conv: {kernel: 1}}]}
+"""
+    net = tnnspec.compile(tnnspec.loads(text))
+    assert net.plan.shapes.drive["B"] == (8, 6, 6)
+    assert net.areas["B"].cell.input_conv.in_channels == 8
+    assert net(net.example_inputs(2), record=("B",)).areas["B"].shape == (3, 2, 4, 6, 6)
+
+
 def test_tbptt_cuts_gradients_to_early_steps(ventral):
     net = tnnspec.compile(ventral, tbptt=2)
     x = net.example_inputs(1).requires_grad_(True)

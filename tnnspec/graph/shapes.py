@@ -139,8 +139,36 @@ def infer_shapes(spec: Spec, arrival: dict[str, int | None]) -> Shapes:
         pending = [n for n in pending if n not in progressed]
     shapes.output = {k: v for k, v in shapes.output.items() if v is not None}
     _check_all_edges(spec, shapes, failed)
+    _settle_concat_drives(spec, shapes, driving)
     _check_readouts(spec, shapes)
     return shapes
+
+
+def _settle_concat_drives(spec: Spec, shapes: Shapes, driving: dict[str, list[int]]) -> None:
+    """A concat area's drive stacks every driving edge, including those from its own output
+    (lateral, feedback loops) whose shapes were not known when its drive was first inferred:
+    recount its channels now that every edge's shape is known."""
+    for name, edges in driving.items():
+        if spec.areas[name].combine != "concat" or name not in shapes.drive:
+            continue
+        got = [shapes.edge.get(i) for i in edges]
+        if any(g is None for g in got):
+            continue
+        drive = (sum(g[0] for g in got),) + tuple(shapes.drive[name][1:])
+        if drive == shapes.drive[name]:
+            continue
+        try:
+            out = _area_output(spec, name, drive)
+        except _Located as exc:
+            shapes.problems.append(ShapeProblem(exc.path, exc.message))
+            continue
+        if out != shapes.output.get(name):
+            shapes.problems.append(ShapeProblem(("areas", name), (
+                f"concat into '{name}': with all {len(edges)} driving edges its drive is {list(drive)} and its "
+                f"output {list(out)}, not {list(shapes.output.get(name) or [])} as inferred from the edges that "
+                "do not depend on it; the shapes around this loop do not settle"), at_key=True))
+            continue
+        shapes.drive[name] = drive
 
 
 def _check_all_edges(spec: Spec, shapes: Shapes, failed: set[int]) -> None:
