@@ -48,7 +48,9 @@ def summary_text(spec: Spec, steps: int | None = None, show_plan: bool = True) -
     lines.append(f"total parameters: {total:,}   area updates over {plan.steps} steps: {plan.work} computed, "
                  f"{plan.reused} reused (time-invariant), {silent} silent — "
                  f"{100 * (slots - plan.work) / slots:.0f}% of {slots} saved"
-                 + (f"; {plan.reused_terms} edge terms reused" if plan.reused_terms else ""))
+                 + (f"; {plan.reused_terms} edge terms reused" if plan.reused_terms else "")
+                 + (f"; {plan.constant} input-independent (share_constants=True computes them once per batch)"
+                    if plan.constant else ""))
     if show_plan:
         lines += ["", str(plan)]
     return "\n".join(lines)

@@ -8,10 +8,11 @@ per-source history that keeps only as many past steps as the plan says.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import nn
+from torch.utils._pytree import tree_map
 from torch.utils.checkpoint import checkpoint
 
 from ..graph.plan import AreaStep, Plan, build_plan, prune
@@ -56,11 +57,15 @@ class Network(nn.Module):
     calls instead of reordering them at every call (:mod:`tnnspec.compile.packing`; equal to
     float rounding);
     ``hoist``/``fold`` turn time-invariant hoisting and time folding off when False.
+    ``share_constants=True`` computes the plan's input-independent updates (an area driven by
+    zeros, or only by such updates, before the input reaches it) once for the batch, at batch
+    size 1, and broadcasts them where input-dependent updates read them (equal to float
+    rounding: oneDNN may pick another convolution algorithm at batch size 1 for small maps).
     """
 
     def __init__(self, spec: Spec, tbptt: int | None = None, checkpoint: bool | str = False, hoist: bool = True,
                  fold: bool = True, channels_last: bool = False, cuda_graphs: bool = False,
-                 fuse_batchnorm: bool = False, packed_weights: bool = False):
+                 fuse_batchnorm: bool = False, packed_weights: bool = False, share_constants: bool = False):
         super().__init__()
         if checkpoint not in (False, True, "recursive"):
             raise ValueError(f"checkpoint must be False, True (per step) or 'recursive', got {checkpoint!r}")
@@ -72,6 +77,7 @@ class Network(nn.Module):
         self.spec = spec
         self.tbptt = tbptt
         self.checkpoint = checkpoint
+        self.share_constants = share_constants
         self._plans: dict[int, Plan] = {}
         self._pruned_plans: dict[tuple, Plan] = {}
         plan = self.plan = self.plan_for(None)
@@ -192,13 +198,13 @@ class Network(nn.Module):
             if name not in self.areas:
                 raise ValueError(f"record: unknown area '{name}'; areas: {list(self.areas)}")
         outputs: dict[str, dict[int, torch.Tensor]] = {n: {} for n in list(self.spec.inputs) + list(self.areas)}
-        zeros: dict[str, torch.Tensor] = {}
         blanks: dict[str, torch.Tensor] = {}
-
-        def zero(name: str, shape) -> torch.Tensor:
-            if name not in zeros:
-                zeros[name] = torch.zeros((batch,) + tuple(shape), dtype=dtype, device=device)
-            return zeros[name]
+        zero = _Zeros(batch, dtype, device)
+        if batch > 1 and self._shares_constants():
+            zero.one = _Zeros(1, dtype, device)
+            for name, inp in self.spec.inputs.items():  # blank frames are input-independent too
+                if inp.schedule.type == "on_off":
+                    blanks[name] = torch.full_like(xs[name][:1], inp.schedule.blank)
 
         # With truncated BPTT nothing is reused: a value kept from an earlier step can reach back
         # across a window cut differently from the one recomputed now (equal values, different
@@ -258,7 +264,8 @@ class Network(nn.Module):
                 totals[name] = y
             if keep is None or t in keep:
                 shown[name] = y
-        return _Carry(outputs, states, kept, totals), ({n: current[n] for n in run.record}, shown)
+        return _Carry(outputs, states, kept, totals), ({n: _full(current[n], run.zero.batch) for n in run.record},
+                                                       shown)
 
     def _readout_steps(self, plan, readout_steps) -> tuple[int, ...] | None:
         if readout_steps is None:
@@ -279,6 +286,17 @@ class Network(nn.Module):
             demand.update((a, t) for a in record for t in range(plan.steps))
             self._pruned_plans[key] = _ready(prune(plan, self.spec, demand))
         return self._pruned_plans[key]
+
+    def _shares_constants(self) -> bool:
+        """Whether input-independent updates can run once for the whole batch (at batch size 1,
+        broadcast where input-dependent updates read them): asked for, no module whose output
+        couples the samples of a batch (BatchNorm or dropout in train mode), and no forward
+        hooks anywhere (they would see batch-1 tensors)."""
+        if not self.share_constants or nn.modules.module._global_forward_hooks \
+                or nn.modules.module._global_forward_pre_hooks:
+            return False
+        return not any(m._forward_hooks or m._forward_pre_hooks or (m.training and isinstance(m, _BATCH_COUPLED))
+                       for m in self.modules())
 
     def _fold(self, plan, xs, blanks, zero, batch) -> dict[str, dict[int, torch.Tensor]]:
         """Time folding: each folded area's outputs for all its steps from one batched call."""
@@ -314,17 +332,17 @@ class Network(nn.Module):
                 current[step.area] = self.areas[step.area].probe(current[step.area])
             elif step.reuse and reuse:  # time-invariant: the previous step's output, exactly
                 current[step.area] = self.areas[step.area].probe(past[(step.area, t - 1)])
-            else:
-                current[step.area] = self._update(step, past, current, states, kept, keep_terms, t, zero,
-                                                  reuse=reuse)
+            else:  # an input-independent update runs at batch size 1 when constants are shared
+                current[step.area] = self._update(step, past, current, states, kept, keep_terms, t,
+                                                  zero.one if step.constant else zero, reuse=reuse)
         for name, module in self.areas.items():
             if name not in current:  # silent: exactly zero, nothing computed
-                current[name] = module.probe(zero("out:" + name, module.out_shape))
+                current[name] = module.probe(zero.one("out:" + name, module.out_shape))
         computed = {s.area for s in area_steps}
         heads = {}
         for name in wanted:
             head, src = self.readouts[name], self.spec.readouts[name].source
-            heads[name] = (head(current[src], t) if src in computed
+            heads[name] = (_full(head(current[src], t), zero.batch) if src in computed
                            else zero("readout:" + name, self.plan.shapes.readout[name]))
         return current, states, kept, heads
 
@@ -343,6 +361,7 @@ class Network(nn.Module):
                 y = self.edges[read.name](source, t)
                 if read.edge in keep_terms and reuse:
                     kept[read.edge] = y
+            y = _full(y, zero.batch)  # a shared input-independent term meets the batch here
             delivered[read.edge] = y
             if read.role == "bottom_up":
                 bottom.append(y)
@@ -362,7 +381,8 @@ class Network(nn.Module):
         if drive is None:
             drive = self._combine(combine, driving, bottom, recurrent, step.area, zero, delivered, t)
         if step.area in states:
-            state = states[step.area]
+            state = tree_map(lambda s: _full(s, zero.batch) if isinstance(s, torch.Tensor) else s,
+                             states[step.area])
         else:
             state = area.cell.initial_state(drive)
         y, state = area.cell(drive, state, t)
@@ -388,6 +408,30 @@ class Network(nn.Module):
         return _sum(driving)
 
 
+class _Zeros:
+    """Zero tensors of one batch size, made once per run and name. ``one``: the factory for
+    input-independent updates — batch size 1 when they are shared (see
+    ``Network._shares_constants``), else this one."""
+
+    def __init__(self, batch: int, dtype, device):
+        self.batch, self.dtype, self.device = batch, dtype, device
+        self.made: dict[str, torch.Tensor] = {}
+        self.one = self
+
+    def __call__(self, name: str, shape) -> torch.Tensor:
+        if name not in self.made:
+            self.made[name] = torch.zeros((self.batch,) + tuple(shape), dtype=self.dtype, device=self.device)
+        return self.made[name]
+
+
+def _full(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """``x`` with ``batch`` samples: a shared (batch-1) value broadcast as a view, else itself."""
+    return x.expand(batch, *x.shape[1:]) if x.shape[0] == 1 and batch != 1 else x
+
+
+_BATCH_COUPLED = (nn.modules.batchnorm._BatchNorm, nn.Dropout)
+
+
 class _Carry(NamedTuple):
     """What one step hands to the next: outputs still to be read (node -> step -> tensor),
     cell states, kept edge terms (edge -> tensor) and running totals of cumulative readouts."""
@@ -407,7 +451,7 @@ class _RunContext:
     record: tuple[str, ...]
     xs: dict
     blanks: dict
-    zero: Callable[[str, tuple], torch.Tensor]
+    zero: _Zeros
     folded: dict
     reuse: bool
 

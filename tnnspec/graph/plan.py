@@ -38,12 +38,15 @@ class AreaStep:
     executor takes that output instead of computing it again. A read with ``reuse`` delivers
     exactly the term its edge delivered at the previous step (time-invariant source, pure
     transform), which the executor keeps instead of recomputing. With ``fold`` the area is
-    stateless and reads only sequence inputs, so all its steps run as one batched call."""
+    stateless and reads only sequence inputs, so all its steps run as one batched call. With
+    ``constant`` the update depends on no input (zero drives, or terms and state of such
+    updates only): its value is the same for every sample of a batch."""
 
     area: str
     reads: tuple[Read, ...]
     reuse: bool = False
     fold: bool = False  # computed for all its steps in one batched call before the loop
+    constant: bool = False  # input-independent: the executor may compute it once for the batch
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,11 @@ class Plan:
         return sum(1 for s in self.schedule for a in s if a.reuse)
 
     @cached_property
+    def constant(self) -> int:
+        """Number of computed area updates that depend on no input (the same for every sample)."""
+        return sum(1 for s in self.schedule for a in s if a.constant and not a.reuse)
+
+    @cached_property
     def reused_terms(self) -> int:
         """Number of edge terms (transforms) of computed area updates taken from the previous step."""
         return sum(1 for s in self.schedule for a in s if not a.reuse for r in a.reads if r.reuse)
@@ -101,7 +109,8 @@ class Plan:
                                   + (" (reused)" if r.reuse else "") for r in s.reads)
                 drive = terms or "zero drive"
                 lines.append(f"  {s.area:<12} <- " + ("same as previous step" if s.reuse else drive)
-                             + (" (time-folded)" if s.fold else ""))
+                             + (" (time-folded)" if s.fold else "")
+                             + (" (input-independent)" if s.constant and not s.reuse else ""))
             silent = [a for a in self.order if a not in active_areas]
             if silent:
                 lines.append(f"  silent: {', '.join(silent)}")
@@ -199,6 +208,14 @@ def build_plan(spec: Spec, steps: int | None = None) -> Plan:
     pure = {a: area.cell.name == "identity" and _pure_ops(area.ops) and all(pure_edge[i] for i in incoming[a])
             for a, area in spec.areas.items()}
     previous: dict[str, AreaStep] = {}
+    # input-independent updates: (node, step) -> bool; silent outputs are zero, an input is
+    # constant only while an on_off schedule shows its blank
+    constant: dict[tuple[str, int], bool] = {
+        (name, t): inp.schedule.type == "on_off" and not (
+            inp.schedule.on <= t and (inp.schedule.off is None or t < inp.schedule.off))
+        for name, inp in spec.inputs.items() for t in range(T)}
+    stateful = {a for a, area in spec.areas.items() if area.cell.name != "identity"}
+    state_constant = {a: True for a in spec.areas}
     for t in range(T):
         step = []
         for a in order:
@@ -220,7 +237,10 @@ def build_plan(spec: Spec, steps: int | None = None) -> Plan:
                               for r, inv in zip(reads, invariant))
             for r in reads:
                 history[r.source] = max(history.get(r.source, 0), t - r.at)
-            previous[a] = AreaStep(a, reads, reuse)
+            const = (all(constant.get((r.source, r.at), True) for r in reads)
+                     and (state_constant[a] or a not in stateful))
+            constant[(a, t)] = state_constant[a] = const
+            previous[a] = AreaStep(a, reads, reuse, constant=const)
             step.append(previous[a])
         schedule.append(tuple(step))
     folded = _foldable(spec, schedule, pure, incoming)
