@@ -3,7 +3,8 @@
     python tools/gpu_check.py [--quick] [--json OUT.json]
 
 Prints a table; exits 0 (and says so) when CUDA is not available. Timings use CUDA events,
-median of repeated runs after warm-up: eager, eager with ``channels_last=True``, tnnspec's own
+median of repeated runs after warm-up: eager, eager with ``channels_last=True``, with
+``share_constants=True`` (models with input-independent updates; checked against eager), tnnspec's own
 CUDA-graph capture (``cuda_graphs=True``, checked against eager) at batch 1 and 64, and for the
 ``--compile-models`` torch.compile (default mode at batch 1 and 64, 'reduce-overhead' at 64).
 The correctness check runs models at reduced resolution where the architecture allows (the
@@ -92,7 +93,8 @@ def main() -> int:
     names = args.models or zoo.list()
     results, failed = [], 0
     cols = [("eager_b1_ms", "eager b1"), ("graphs_b1_ms", "graphs b1"), ("compiled_b1_ms", "compile b1"),
-            ("eager_b64_ms", "eager b64"), ("nhwc_b64_ms", "nhwc b64"), ("graphs_b64_ms", "graphs b64"),
+            ("eager_b64_ms", "eager b64"), ("nhwc_b64_ms", "nhwc b64"), ("shared_b64_ms", "shared b64"),
+            ("graphs_b64_ms", "graphs b64"),
             ("compiled_b64_ms", "compile b64"), ("reduce_overhead_b64_ms", "r-o b64")]
     print(f"{'model':<28} {'max|cuda-cpu|':>14} {'ok':>4} " + " ".join(f"{c:>11}" for _, c in cols) + "  (ms)")
     for name in names:
@@ -118,6 +120,10 @@ def main() -> int:
             nhwc = tnnspec.compile(full.spec, channels_last=True).eval().to(dev)
             graphed.load_state_dict(full.state_dict())
             nhwc.load_state_dict(full.state_dict())
+            shared = None  # share_constants: input-independent updates once per batch (where there are any)
+            if full.plan.constant:
+                shared = tnnspec.compile(full.spec, share_constants=True).eval().to(dev)
+                shared.load_state_dict(full.state_dict())
             repeats = 5 if args.quick else 20
             for batch in (1, 64):
                 bx = full.example_inputs(batch)
@@ -125,13 +131,19 @@ def main() -> int:
                     row[f"eager_b{batch}_ms"] = cuda_time(lambda: full(bx), repeats)
                     if batch == 64:
                         row["nhwc_b64_ms"] = cuda_time(lambda: nhwc(bx), repeats)
+                    if batch == 64 and shared is not None:
+                        out, ref = shared(bx).readouts, full(bx).readouts
+                        row["shared_b64_maxdiff"] = max((out[k].float() - ref[k].float()).abs().max().item()
+                                                        for k in ref)
+                        row["shared_b64_ms"] = cuda_time(lambda: shared(bx), repeats)
                     out, ref = graphed(bx).readouts, full(bx).readouts
                     row[f"graphs_b{batch}_maxdiff"] = max((out[k].float() - ref[k].float()).abs().max().item()
                                                           for k in ref)
                     row[f"graphs_b{batch}_ms"] = cuda_time(lambda: graphed(bx), repeats)
-            row["ok"] = row["ok"] and max(row["graphs_b1_maxdiff"], row["graphs_b64_maxdiff"]) <= 1e-4 * max(1.0, scale)
+            row["ok"] = row["ok"] and max(row["graphs_b1_maxdiff"], row["graphs_b64_maxdiff"],
+                                          row.get("shared_b64_maxdiff", 0.0)) <= 1e-4 * max(1.0, scale)
             failed += not row["ok"]
-            del graphed, nhwc
+            del graphed, nhwc, shared
             if name in args.compile_models and not args.quick:
                 for key, mode, batch in (("compiled_b1_ms", "default", 1), ("compiled_b64_ms", "default", 64),
                                          ("reduce_overhead_b64_ms", "reduce-overhead", 64)):
