@@ -18,8 +18,8 @@ from torch.utils.checkpoint import checkpoint
 from ..graph.plan import AreaStep, Plan, build_plan, prune
 from ..spec.components import ShapeContext
 from ..spec.models import DRIVING, Normalization, Spec
-from .bisection import run_bisected
 from . import packing
+from .bisection import run_bisected
 from .cuda_graphs import CapturedRuns
 from .modules import AreaModule, DivisiveTerm, EdgeModule, ReadoutModule, gain_view
 
