@@ -163,6 +163,8 @@ EXPECTED: dict[str, list[str | re.Pattern]] = {
     # ------------------------------------------------------------------ shapes
     'shape_mismatch_sum.yaml': [
         "shape_mismatch_sum.yaml:23:5: error: edges[2]: sum into 'V2': this edge delivers shape [8, 16, 16] but edges[1] delivers [8, 8, 8]; they must be equal"],
+    'group_norm_single_value.yaml': [
+        'group_norm_single_value.yaml:14:11: error: areas.IT.ops[0]: group norm on [8, 1, 1]: a channel group holds a single value, so there is nothing to normalise over (use fewer groups, or another norm on a 1x1 map) (input shape [8, 1, 1])'],
     'conv_kernel_too_large.yaml': [
         'conv_kernel_too_large.yaml:18:17: error: edges[0].transform[0]: conv kernel 21x21 does not fit input 16x16 with padding 0x0 (input shape [3, 16, 16])'],
     'linear_on_map.yaml': [

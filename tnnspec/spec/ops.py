@@ -271,6 +271,13 @@ class Norm(OpParams):
             raise ShapeError(f"instance norm needs a feature map [C, H, W], got {_shape_str(shape)}")
         if self.type == "group" and shape[0] % self.groups:  # type: ignore[operator]
             raise ShapeError(f"group norm groups={self.groups} must divide the {shape[0]} channels")
+        spatial = shape[1] * shape[2] if len(shape) == 3 else 1
+        per_stat = {"group": shape[0] // (self.groups or 1) * spatial, "layer": shape[0] * spatial,
+                    "instance": spatial}.get(self.type)
+        if per_stat == 1:  # one value: its variance is zero and torch refuses to normalise it
+            over = {"group": "a channel group", "layer": "the sample", "instance": "a channel"}[self.type]
+            raise ShapeError(f"{self.type} norm on {_shape_str(shape)}: {over} holds a single value, so there is "
+                             "nothing to normalise over (use fewer groups, or another norm on a 1x1 map)")
         return shape
 
 
