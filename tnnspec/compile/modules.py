@@ -42,8 +42,9 @@ class OpChain(nn.Module):
     def forward(self, x: torch.Tensor, step: int = 0) -> torch.Tensor:
         if self.fuse_batchnorm and self.fusable_at and not self.training:
             return self._fused(x, step)
+        modules = self._modules  # (not getattr: nn.Module's __getattr__ is slow in this loop)
         for name, aware in zip(self.names, self.step_aware):
-            module = getattr(self, name)
+            module = modules[name]
             x = module(x, step) if aware else module(x)
         return x
 

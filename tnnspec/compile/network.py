@@ -349,6 +349,8 @@ class Network(nn.Module):
     def _update(self, step, past, current, states, kept, keep_terms, t: int, zero,
                 probe: bool = True, reuse: bool = True) -> torch.Tensor:
         area = self.areas[step.area]
+        edges = self.edges
+        shared = zero.one is not zero  # this run shares input-independent values at batch size 1
         combine = self.spec.areas[step.area].combine
         bottom, recurrent, driving = [], [], []
         drive = None
@@ -358,10 +360,11 @@ class Network(nn.Module):
                 y = kept[read.edge]
             else:
                 source = current[read.source] if read.at == t else past[(read.source, read.at)]
-                y = self.edges[read.name](source, t)
+                y = edges[read.name](source, t)
                 if read.edge in keep_terms and reuse:
                     kept[read.edge] = y
-            y = _full(y, zero.batch)  # a shared input-independent term meets the batch here
+            if shared:  # a shared input-independent term meets the batch here
+                y = _full(y, zero.batch)
             delivered[read.edge] = y
             if read.role == "bottom_up":
                 bottom.append(y)
@@ -381,8 +384,9 @@ class Network(nn.Module):
         if drive is None:
             drive = self._combine(combine, driving, bottom, recurrent, step.area, zero, delivered, t)
         if step.area in states:
-            state = tree_map(lambda s: _full(s, zero.batch) if isinstance(s, torch.Tensor) else s,
-                             states[step.area])
+            state = states[step.area]
+            if shared and state is not None:
+                state = tree_map(lambda s: _full(s, zero.batch) if isinstance(s, torch.Tensor) else s, state)
         else:
             state = area.cell.initial_state(drive)
         y, state = area.cell(drive, state, t)
