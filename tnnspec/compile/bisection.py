@@ -20,6 +20,7 @@ same run twice is refused: the stored carries are consumed.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import torch
@@ -45,7 +46,7 @@ def run_bisected(module: nn.Module, advance: Callable, steps: int, carry, run, i
     (path -> tensor, see :func:`_with_leaves`)."""
     params = [p for p in module.parameters() if p.requires_grad]
     paths = list(inputs)
-    driver = _Driver(module, advance, steps, carry, run, paths, len(params))
+    driver = _Driver(module, advance, steps, carry, run, paths, params)
     flat = _BisectedRun.apply(driver, *params, *(inputs[p] for p in paths))
     return tree_unflatten(list(flat), driver.emitted_spec)
 
@@ -53,9 +54,9 @@ def run_bisected(module: nn.Module, advance: Callable, steps: int, carry, run, i
 class _Driver:
     """What the autograd function needs between forward and backward."""
 
-    def __init__(self, module, advance, steps, carry, run, paths, n_params):
+    def __init__(self, module, advance, steps, carry, run, paths, params):
         self.module, self.advance, self.steps, self.carry, self.run = module, advance, steps, carry, run
-        self.paths, self.n_params = paths, n_params
+        self.paths, self.params = paths, params  # the parameters given to the function, in order
         self.emitted_spec = None
         self.stack: list[tuple[int, object, dict]] = []
         self.consumed = False
@@ -89,9 +90,9 @@ class _BisectedRun(torch.autograd.Function):
             raise RuntimeError("checkpoint='recursive': this run was already backpropagated (its stored "
                                "carries are consumed); run the forward pass again")
         driver.consumed = True
-        module, params = driver.module, [p for p in driver.module.parameters() if p.requires_grad]
+        module, params = driver.module, driver.params
         buffers = {name: b.clone() for name, b in module.named_buffers()}
-        run, leaves = _with_leaves(driver.run, driver.paths, ctx.needs_input_grad[1 + driver.n_params:])
+        run, leaves = _with_leaves(driver.run, driver.paths, ctx.needs_input_grad[1 + len(params):])
         grads_in = [None] * (len(params) + len(leaves))
         offsets = [0]
         for n in ctx.per_step:
@@ -143,8 +144,6 @@ class _BisectedRun(torch.autograd.Function):
 def _with_leaves(run, paths, needs_grad):
     """``run`` with each tensor named by a path ((field, key) or (field, key, step)) replaced
     by a detached copy that requires grad where the function's input does; and those copies."""
-    import dataclasses
-
     fields = {}
     leaves = []
     for path, needed in zip(paths, needs_grad):
