@@ -65,6 +65,14 @@ for batch in {batches}:
     out.append({{"loss": loss, "acc": acc,
                 "grads": {{n: p.grad.clone() for n, p in trainer.net.named_parameters()}}}})
 torch.save(out, f"{{out_dir}}/grads{{trainer.rank}}.pt")
+bisected = Trainer(spec, dataset=Tensors(**torch.load(data_file)), val_dataset=False,
+                   network_options={{"checkpoint": "recursive"}})  # gradients returned by one autograd function
+bisected.net.load_state_dict(trainer.net.state_dict())
+out = []
+for batch in {batches}:
+    loss, acc = bisected.compute_gradients(torch.tensor(batch))
+    out.append({{"loss": loss, "grads": {{n: p.grad.clone() for n, p in bisected.net.named_parameters()}}}})
+torch.save(out, f"{{out_dir}}/grads_recursive{{trainer.rank}}.pt")
 sys.exit(main(["train", spec_file, "--max-steps", "3", "--epochs", "1", "--out", f"{{out_dir}}/run",
                "--no-progress", "--device", "cpu"]))
 """
@@ -140,6 +148,11 @@ def test_two_gloo_processes_give_the_gradient_of_the_global_batch(spec_file, ddp
                 assert torch.allclose(r[i]["grads"][name], g, rtol=0, atol=1e-6), (i, name)
         for name in grads:  # every rank applies the same gradient
             assert torch.equal(ranks[0][i]["grads"][name], ranks[1][i]["grads"][name])
+        for r in range(2):  # checkpoint="recursive" under data parallelism: the same global gradient
+            rec = torch.load(ddp_run / f"grads_recursive{r}.pt")[i]
+            assert rec["loss"] == pytest.approx(loss, abs=1e-6)
+            for name, g in grads.items():
+                assert torch.allclose(rec["grads"][name], g, rtol=1e-5, atol=1e-6), (i, name, r)
 
 
 def test_data_parallel_training_matches_one_process(spec_file, ddp_run, tmp_path):

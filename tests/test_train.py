@@ -269,3 +269,27 @@ def test_amp_step_on_cpu(spec, data):
     trainer = Trainer(spec, _cfg(spec), amp=True, dataset=data["train"][:16], val_dataset=False)
     loss, acc = trainer.step(torch.arange(16))
     assert loss == loss and 0 <= acc <= 1
+
+
+# ---------------------------------------------------------------- execution options
+@pytest.mark.parametrize("options", [{"checkpoint": "recursive"}, {"checkpoint": True, "share_constants": True}])
+def test_network_options_give_the_gradients_of_the_plain_network(spec, data, options):
+    plain = Trainer(spec, _cfg(spec), dataset=data["train"][:16], val_dataset=False)
+    other = Trainer(spec, _cfg(spec), dataset=data["train"][:16], val_dataset=False, network_options=options)
+    assert other.net.checkpoint == options["checkpoint"]
+    other.net.load_state_dict(plain.net.state_dict())
+    batch = torch.arange(16)
+    (loss_a, _), (loss_b, _) = plain.compute_gradients(batch), other.compute_gradients(batch)
+    assert abs(loss_a - loss_b) < 1e-6
+    for (name, a), (_, b) in zip(plain.net.named_parameters(), other.net.named_parameters()):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_train_command_passes_the_execution_options(spec_file, data, tmp_path, monkeypatch):
+    from tnnspec.train import trainer
+
+    seen = {}
+    monkeypatch.setattr(trainer, "train", lambda *a, **kw: seen.update(kw) or {"step": 0, "epoch": 0, "loss": 0.0})
+    rc = train_main(["train", str(spec_file), "--max-steps", "1", "--out", str(tmp_path), "--no-progress",
+                     "--activation-checkpointing", "recursive", "--share-constants"])
+    assert rc == 0 and seen["network_options"] == {"checkpoint": "recursive", "share_constants": True}

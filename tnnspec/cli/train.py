@@ -101,6 +101,16 @@ def _settings(args):
     return spec, cfg
 
 
+def _network_options(args) -> dict:
+    """Execution options of the compiled network chosen on the command line."""
+    options: dict = {}
+    if args.activation_checkpointing:
+        options["checkpoint"] = {"step": True, "recursive": "recursive"}[args.activation_checkpointing]
+    if args.share_constants:
+        options["share_constants"] = True
+    return options
+
+
 def _default_device(name: str | None) -> str:
     if name:
         return name
@@ -126,7 +136,8 @@ def cmd_train(args) -> int:
     try:
         result = train(spec, cfg, out_dir=out, device=_default_device(args.device), resume=args.resume,
                        progress=not args.no_progress, amp=args.amp, compile=args.compile,
-                       log_every=args.log_every, checkpoint_every=args.checkpoint_every)
+                       log_every=args.log_every, checkpoint_every=args.checkpoint_every,
+                       network_options=_network_options(args))
     except (TrainError, CheckpointError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -156,6 +167,11 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA or CPU)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (for GPUs)")
     p.add_argument("--checkpoint-every", type=int, metavar="N", help="also checkpoint every N steps")
+    p.add_argument("--activation-checkpointing", choices=["step", "recursive"],
+                   help="recompute activations in backward: per step, or from ~log2(T) stored carries "
+                        "(memory grows with log T; for long unrolls)")
+    p.add_argument("--share-constants", action="store_true",
+                   help="compute input-independent updates once per batch (equal to float rounding)")
     p.add_argument("--log-every", type=int, default=1, metavar="N", help="log every N steps (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(fn=cmd_train)

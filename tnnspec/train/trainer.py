@@ -153,7 +153,8 @@ class Trainer:
     :meth:`compute_gradients` directly."""
 
     def __init__(self, spec, cfg: Training | None = None, *, device="cpu", amp: bool = False,
-                 compile: bool = False, dataset=None, val_dataset=None, steps: int | None = None):
+                 compile: bool = False, dataset=None, val_dataset=None, steps: int | None = None,
+                 network_options: dict | None = None):
         import tnnspec
 
         self.spec = spec
@@ -170,7 +171,9 @@ class Trainer:
                              f"({self.world_size}): every process needs at least one image per step")
 
         seed_everything(cfg.seed)
-        self.net = tnnspec.compile(spec).to(self.device)
+        # execution options of the compiled network (checkpoint, share_constants, ...): they change
+        # memory and speed, not the model, so checkpoints stay interchangeable
+        self.net = tnnspec.compile(spec, **(network_options or {})).to(self.device)
         self.model = torch.compile(self.net) if compile else self.net
         self.params = [p for p in self.net.parameters() if p.requires_grad]
         if not self.params:
@@ -330,30 +333,32 @@ def _progress(enabled: bool, **kw):
 def train(spec, cfg: Training | None = None, out_dir: str | Path | None = "runs", device="cpu",
           resume: bool = False, progress: bool = True, *, amp: bool = False, compile: bool = False,
           log_every: int = 1, checkpoint_every: int | None = None, dataset=None, val_dataset=None,
-          steps: int | None = None) -> dict:
+          steps: int | None = None, network_options: dict | None = None) -> dict:
     """Train ``spec`` with ``cfg`` (default: the spec's ``training:`` section) and return the final
     metrics. Writes ``out_dir/metrics.jsonl`` and a checkpoint (``checkpoint.safetensors`` and
     ``checkpoint.json``) at every epoch end, every ``checkpoint_every`` steps, at the end and on
     Ctrl-C. ``resume=True`` continues from the checkpoint in ``out_dir`` (refused if it was written
     for another spec). ``dataset``/``val_dataset`` replace the built-in data (``val_dataset=False``:
-    no validation). ``out_dir=None`` writes nothing. Under torchrun, runs data-parallel."""
+    no validation). ``out_dir=None`` writes nothing. ``network_options`` go to
+    :func:`tnnspec.compile` (e.g. ``{"checkpoint": "recursive"}`` for long unrolls). Under
+    torchrun, runs data-parallel."""
     device, created = init_distributed(device)
     try:
         return _train(spec, cfg, out_dir, device, resume, progress, amp, compile, log_every,
-                      checkpoint_every, dataset, val_dataset, steps)
+                      checkpoint_every, dataset, val_dataset, steps, network_options)
     finally:
         if created:
             dist.destroy_process_group()
 
 
 def _train(spec, cfg, out_dir, device, resume, progress, amp, compile, log_every, checkpoint_every,
-           dataset, val_dataset, steps) -> dict:
+           dataset, val_dataset, steps, network_options) -> dict:
     t0 = time.time()
     if resume and out_dir is not None and (Path(out_dir) / ckpt.META).is_file():  # refuse early, before the data
         ckpt.check_spec(ckpt.read_meta(Path(out_dir) / ckpt.META).get("spec_hash"), spec, Path(out_dir) / ckpt.META)
     try:
         trainer = Trainer(spec, cfg, device=device, amp=amp, compile=compile, dataset=dataset,
-                          val_dataset=val_dataset, steps=steps)
+                          val_dataset=val_dataset, steps=steps, network_options=network_options)
     except DataError as exc:
         raise TrainError(str(exc)) from None
     cfg = trainer.cfg
