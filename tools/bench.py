@@ -104,9 +104,10 @@ NETS_B8: dict = {}  # model -> (compiled nets, the same-output call, forward sec
 def bench_pairs(quick: bool) -> list[dict]:
     """Forward (inference mode) and forward+backward against the reference. ``tnn``: the call that
     returns what the reference returns (CORnet: the last step's logits; BLT: every step), default
-    options; ``all``: readouts at every step; ``opt``: as ``tnn`` with the speed options that are
-    equal to float rounding — ``packed_weights``, ``fuse_batchnorm`` (inference only) and
-    ``share_constants``; ``share``: ``share_constants`` alone, forward+backward (for models with
+    options (which pack conv weights exactly: ``packed_weights="exact"``); ``unpacked``: the same
+    with ``packed_weights="off"`` (forward only); ``all``: readouts at every step; ``opt``: as
+    ``tnn`` with the speed options that are equal to float rounding — ``packed_weights="fast"``,
+    ``fuse_batchnorm`` (inference only) and ``share_constants``; ``share``: ``share_constants`` alone, forward+backward (for models with
     input-independent updates)."""
     cases = [("cornet_rt", 224, (1,) if quick else (1, 8)),
              ("cornet_s", 224, (1,) if quick else (1, 8)),
@@ -115,7 +116,8 @@ def bench_pairs(quick: bool) -> list[dict]:
     rows = []
     for name, size, batches in cases:
         ref, net, ref_fwd, same = _pair(name, size)
-        opt = _pair(name, size, packed_weights=True, fuse_batchnorm=True, share_constants=True)[1]
+        opt = _pair(name, size, packed_weights="fast", fuse_batchnorm=True, share_constants=True)[1]
+        unpacked = _pair(name, size, packed_weights="off")[1]
         share = _pair(name, size, share_constants=True)[1] if net.plan.constant else None
         for batch in batches:
             x = net.example_inputs(batch)
@@ -124,7 +126,8 @@ def bench_pairs(quick: bool) -> list[dict]:
             if same:
                 fwd["all"] = lambda: net(x)
             with torch.inference_mode():
-                row.update({f"{k}_fwd_s": v for k, v in interleaved(fwd, repeats).items()})
+                row.update({f"{k}_fwd_s": v for k, v in
+                            interleaved({**fwd, "unpacked": lambda: unpacked(x, **same)}, repeats).items()})
             if not (quick and name == "cornet_s"):
                 if share is not None:
                     fwd["share"] = lambda: share(x, **same)
@@ -132,7 +135,7 @@ def bench_pairs(quick: bool) -> list[dict]:
                 fwd.pop("share", None)
                 row.update({f"{k}_fwdbwd_s": v for k, v in interleaved(bwd, max(3, repeats // 2)).items()})
             for kind in ("fwd", "fwdbwd"):
-                for variant in ("tnn", "all", "opt", "share"):
+                for variant in ("tnn", "unpacked", "all", "opt", "share"):
                     if f"{variant}_{kind}_s" in row:
                         row[f"{variant}_{kind}_ratio"] = row[f"{variant}_{kind}_s"] / row[f"ref_{kind}_s"]
             rows.append(row)
@@ -140,8 +143,8 @@ def bench_pairs(quick: bool) -> list[dict]:
                 NETS_B8[name] = (net, same, row["tnn_fwd_s"], row["opt_fwd_s"])
             r = lambda k: f"{row[k]:.2f}" if k in row else "-"  # noqa: E731
             print(f"  {name:<12} b{batch:<3} fwd {row['tnn_fwd_s'] * 1e3:8.1f} ms vs ref {row['ref_fwd_s'] * 1e3:8.1f} ms"
-                  f"  ratio {r('tnn_fwd_ratio')} (options {r('opt_fwd_ratio')}, every step "
-                  f"{r('all_fwd_ratio')}) | fwd+bwd ratio {r('tnn_fwdbwd_ratio')} (share_constants "
+                  f"  ratio {r('tnn_fwd_ratio')} (unpacked {r('unpacked_fwd_ratio')}, options "
+                  f"{r('opt_fwd_ratio')}, every step {r('all_fwd_ratio')}) | fwd+bwd ratio {r('tnn_fwdbwd_ratio')} (share_constants "
                   f"{r('share_fwdbwd_ratio')})", flush=True)
     return rows
 
@@ -239,14 +242,17 @@ def bench_flops(pairs_net) -> dict:
     rows = {"gemm_gflops": gemm}
     for name, (net, same, seconds, opt_seconds) in pairs_net.items():
         x = net.example_inputs(8)
-        # the options' run computes the input-independent updates at batch 1 (fewer FLOPs); its
-        # packed convolutions are not seen by FlopCounterMode, so count the same run unpacked.
-        # FlopCounterMode's module hooks would turn sharing off: it is forced on for counting.
-        shared = tnnspec.compile(net.spec, share_constants=True).eval()
-        shared.load_state_dict(net.state_dict())
+        # FLOPs are counted on unpacked copies: FlopCounterMode does not see oneDNN's packed
+        # convolutions (the default packs too). The options' run computes the input-independent
+        # updates at batch 1 (fewer FLOPs); FlopCounterMode's module hooks would turn sharing off,
+        # so it is forced on for counting.
+        plain = tnnspec.compile(net.spec, packed_weights="off").eval()
+        shared = tnnspec.compile(net.spec, share_constants=True, packed_weights="off").eval()
+        for copy in (plain, shared):
+            copy.load_state_dict(net.state_dict())
         shared._shares_constants = lambda: True
         counts = []
-        for model in (net, shared):
+        for model in (plain, shared):
             with torch.inference_mode(), FlopCounterMode(display=False) as counter:
                 model(x, **same)
             counts.append(counter.get_total_flops())

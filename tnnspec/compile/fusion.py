@@ -7,8 +7,9 @@ statistics ``μ, σ²``; after a convolution ``x = W ⋆ u + b`` it folds into t
 
 so one convolution replaces a convolution and a full pass over its output. Fusion applies to
 inference calls only (eval mode, gradients off): the folded weights are computed once and kept
-until one of W, b, γ, β, μ, σ² changes (their version counters and storage are checked at
-every call, so weight updates, ``load_state_dict`` and ``.to()`` are seen). Folding at every
+until one of W, b, γ, β, μ, σ² changes (:mod:`tnnspec.compile.kept`: version counters and
+storage at every call, values once per forward, so weight updates, ``load_state_dict``,
+``.to()`` and edits through ``.data`` are all seen). Folding at every
 call instead would cost more than it saves where the weights are large and the activations
 small (CORnet-S's 1024-channel 3×3 conv at batch 1). Outputs equal the unfused pair to float
 rounding. In train mode, with gradients on, or for a BatchNorm without running statistics,
@@ -21,6 +22,8 @@ from typing import Callable
 
 import torch
 from torch import Tensor, nn
+
+from .kept import kept, mark_derived
 
 FUSABLE_NORMS = (nn.BatchNorm2d,)
 
@@ -54,15 +57,13 @@ def conv_with(conv: nn.Conv2d, x: Tensor, weight: Tensor, bias: Tensor | None) -
 
 
 def cached_fold(weight: Tensor, bias: Tensor | None, norm: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
-    """:func:`folded`, kept on ``norm`` (each fused norm follows exactly one conv weight) until
-    any input tensor changes."""
+    """:func:`folded`, kept on ``norm`` (each fused norm follows exactly one conv weight) while
+    its inputs are unchanged (:mod:`tnnspec.compile.kept`)."""
     tensors = (weight, bias, norm.weight, norm.bias, norm.running_mean, norm.running_var)
-    key = tuple((t._version, t.data_ptr(), t.dtype) if t is not None else None for t in tensors)
-    kept = norm.__dict__.get("_tnnspec_fold")
-    if kept is None or kept[0] != key:
-        kept = (key, *folded(weight, bias, norm))
-        norm.__dict__["_tnnspec_fold"] = kept
-    return kept[1], kept[2]
+    entry = kept(norm.__dict__.setdefault("_tnnspec_fold", {}), 0, tensors)
+    if "fold" not in entry.values:
+        entry.values["fold"] = tuple(mark_derived(t) for t in folded(weight, bias, norm))
+    return entry.values["fold"]
 
 
 def applies(norm: nn.Module, fuse: bool) -> bool:

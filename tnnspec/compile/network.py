@@ -18,7 +18,7 @@ from torch.utils.checkpoint import checkpoint
 from ..graph.plan import AreaStep, Plan, build_plan, prune
 from ..spec.components import ShapeContext
 from ..spec.models import DRIVING, Normalization, Spec
-from . import packing
+from . import kept, packing
 from .bisection import run_bisected
 from .cuda_graphs import CapturedRuns
 from .modules import AreaModule, DivisiveTerm, EdgeModule, ReadoutModule, gain_view
@@ -53,9 +53,10 @@ class Network(nn.Module):
     ``cuda_graphs=True`` captures inference calls on CUDA as CUDA graphs and replays them
     (:mod:`tnnspec.compile.cuda_graphs`); ``fuse_batchnorm=True`` runs each conv followed by a
     BatchNorm as one conv in eval mode (:mod:`tnnspec.compile.fusion`; equal to float rounding);
-    ``packed_weights=True`` keeps conv weights in oneDNN's blocked layout for CPU inference
-    calls instead of reordering them at every call (:mod:`tnnspec.compile.packing`; equal to
-    float rounding);
+    ``packed_weights`` keeps conv weights in oneDNN's blocked layout for CPU inference calls
+    instead of reordering them at every call (:mod:`tnnspec.compile.packing`): ``"exact"`` (the
+    default) runs the very primitive ``conv2d`` runs, bit-identical; ``"fast"`` a faster one,
+    equal to float rounding; ``"off"`` none;
     ``hoist``/``fold`` turn time-invariant hoisting and time folding off when False.
     ``share_constants=True`` computes the plan's input-independent updates (an area driven by
     zeros, or only by such updates, before the input reaches it) once for the batch, at batch
@@ -65,7 +66,8 @@ class Network(nn.Module):
 
     def __init__(self, spec: Spec, tbptt: int | None = None, checkpoint: bool | str = False, hoist: bool = True,
                  fold: bool = True, channels_last: bool = False, cuda_graphs: bool = False,
-                 fuse_batchnorm: bool = False, packed_weights: bool = False, share_constants: bool = False):
+                 fuse_batchnorm: bool = False, packed_weights: bool | str = "exact",
+                 share_constants: bool = False):
         super().__init__()
         if checkpoint not in (False, True, "recursive"):
             raise ValueError(f"checkpoint must be False, True (per step) or 'recursive', got {checkpoint!r}")
@@ -105,7 +107,7 @@ class Network(nn.Module):
         if channels_last:
             self.to(memory_format=torch.channels_last)
         self.fuse_batchnorm = fuse_batchnorm
-        self.packed_weights = packed_weights
+        self.packed_weights = packing.mode(packed_weights)
         for module in self.modules():
             for option in ("fuse_batchnorm", "packed_weights"):
                 if hasattr(type(module), option) and module is not self:
@@ -176,6 +178,12 @@ class Network(nn.Module):
         """``readout_steps``: None (every step), ``"last"`` or a list of steps; readouts are then
         returned at those steps only ([len(steps), B, ...]) and the plan computes only the area
         updates that can reach them (and the recorded areas)."""
+        if not torch.compiler.is_compiling():
+            with kept.session():  # kept weights are value-checked once per forward (compile.kept)
+                return self._forward(x, steps, record, readout_steps)
+        return self._forward(x, steps, record, readout_steps)
+
+    def _forward(self, x, steps, record, readout_steps) -> Run:
         if self.cuda_graphs and not torch.is_grad_enabled():
             xs = self._inputs(x, self.plan_for(steps).steps)
             key = (steps, readout_steps if isinstance(readout_steps, (str, type(None))) else tuple(readout_steps),

@@ -1,47 +1,91 @@
-"""Convolution weights kept in oneDNN's blocked layout for CPU inference
-(``tnnspec.compile(spec, packed_weights=True)``).
+"""Convolution weights kept packed for CPU inference (``tnnspec.compile(spec, packed_weights=...)``).
 
 An eager ``conv2d`` on the CPU hands its weight to oneDNN in PyTorch's plain layout, and
-oneDNN reorders it into its blocked layout on every call. For large kernels and small maps
-that reorder costs more than the arithmetic: CORnet-S's IT conv (2048 → 2048, 3×3, on 7×7)
-takes 145 ms at batch 1 with the reorder and 32 ms without (2-core CPU). With
-``packed_weights`` every :class:`Conv2d` of the network reorders its weight once per input
-shape and keeps it, until the weight changes (its version counter or storage; folded
-BatchNorm weights (:mod:`tnnspec.compile.fusion`) are kept as long as their fold is). The
-packed call is the same oneDNN convolution without the reorder; its blocking sums in another
-order, so outputs equal the plain call to float rounding (~1e-5 relative).
+oneDNN reorders it into its blocked layout on every call. For large kernels on small maps the
+reorder costs more than the arithmetic: CORnet-S's IT conv (2048 → 2048, 3×3, on 7×7) takes
+140 ms at batch 1, 76 ms of them reordering the weight (2-core CPU). Packing reorders each
+weight once and keeps it (:mod:`tnnspec.compile.kept` says for how long). Modes:
+
+``"exact"`` (the default)
+    oneDNN's prepacked convolution context: the same primitive that ``conv2d`` runs, on a
+    weight reordered once. Outputs are bit-identical to the plain call. It applies only where
+    ATen itself would pick oneDNN for the call (its ``use_mkldnn`` rule, mirrored in
+    :func:`aten_picks_onednn`: e.g. not a 1×1 conv at batch 1 on one thread, where ATen runs its
+    own kernel) and to contiguous NCHW inputs; elsewhere the plain conv runs.
+``"fast"``
+    oneDNN's inference convolution on a weight packed for it (channels-last blocking,
+    brgemm kernels): faster still, equal to the plain call to float rounding (~1e-5 relative).
+``"off"``
+    the plain ``conv2d`` at every call.
 
 Packing applies to inference calls only — gradients off, float32 on the CPU, no autocast, not
 while ``torch.compile`` traces (inductor packs weights itself when freezing) — and only where
-this PyTorch build has oneDNN's pointwise convolution op; everything else runs the plain conv.
+this PyTorch build has the oneDNN ops; everything else runs the plain conv. ``True`` means
+``"exact"``, ``False`` ``"off"``.
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor, nn
 
+from .kept import kept
+
+MODES = ("exact", "fast", "off")
 _CACHE = "_tnnspec_packed"
-_MAX_ENTRIES = 16  # (weight, input shape) pairs kept per conv before the cache starts afresh
+_MAX_WEIGHTS = 16  # weights (a conv's own, folded ones) kept per conv before its cache starts afresh
 
 
-def available() -> bool:
-    """Whether this PyTorch build can run a convolution on packed weights."""
-    return (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
-            and hasattr(torch.ops.mkldnn, "_reorder_convolution_weight"))
+def mode(option) -> str:
+    """The packing mode an option value names (``True`` → ``"exact"``, ``False`` → ``"off"``)."""
+    if option is True:
+        return "exact"
+    if option is False or option is None:
+        return "off"
+    if option in MODES:
+        return option
+    raise ValueError(f"packed_weights must be one of {MODES} (or True/False), got {option!r}")
+
+
+@functools.cache
+def available(which: str = "exact") -> bool:
+    """Whether this PyTorch build can run ``which`` packing."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    if which == "exact":
+        return hasattr(torch.ops, "mkldnn_prepacked") and hasattr(torch.ops.mkldnn_prepacked, "conv2d_prepack")
+    return hasattr(torch.ops.mkldnn, "_convolution_pointwise") and hasattr(torch.ops.mkldnn, "_reorder_convolution_weight")
+
+
+def aten_picks_onednn(x: Tensor, weight: Tensor, stride, dilation, groups: int) -> bool:
+    """ATen's choice for a float32 CPU ``conv2d`` (``ConvParams::use_mkldnn``): oneDNN, or its
+    own kernel for small batch-1 problems (and 1×1 convs on one thread)."""
+    if not torch.backends.mkldnn.enabled:
+        return False
+    batch, kh, kw = x.shape[0], weight.shape[-2], weight.shape[-1]
+    strided, dilated = any(s != 1 for s in stride), any(d != 1 for d in dilation)
+    worth_threads = strided or dilated or batch >= 16 or kh != 1 or kw != 1 or torch.get_num_threads() > 1
+    worth_size = groups > 1 or (kh > 3 and kw > 3) or batch > 1 or x.numel() > 20480
+    return worth_threads and worth_size
 
 
 class Conv2d(nn.Conv2d):
-    """``nn.Conv2d`` (same parameters and state-dict names) that runs on packed weights when
-    ``packed_weights`` is set and the call is an inference call (module docstring).
+    """``nn.Conv2d`` (same parameters and state-dict names) that runs on packed weights in
+    inference calls when ``packed_weights`` is ``"exact"`` or ``"fast"`` (module docstring).
     :meth:`conv_at` applies it with given weights and stride (fusion, per-step strides)."""
 
-    packed_weights: bool = False
+    packed_weights: str = "off"
 
     def conv_at(self, x: Tensor, weight: Tensor, bias: Tensor | None, stride=None) -> Tensor:
         stride = self.stride if stride is None else tuple(stride)
-        if self.packed_weights and self._packable(x, weight):
-            return _packed_call(self, x, weight, bias, stride)
+        how = self.packed_weights
+        if how != "off" and self._packable(x, weight, how):
+            if how == "fast":
+                return _fast_call(self, x, weight, bias, stride)
+            if self._exact_applies(x, weight, stride):
+                return torch.ops.mkldnn_prepacked.conv2d_run(x, _context(self, x, weight, bias, stride))
         if stride == self.stride:
             return super()._conv_forward(x, weight, bias)
         return torch.nn.functional.conv2d(x, weight, bias, stride, self.padding, self.dilation, self.groups)
@@ -49,11 +93,17 @@ class Conv2d(nn.Conv2d):
     def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         return self.conv_at(input, weight, bias)
 
-    def _packable(self, x: Tensor, weight: Tensor) -> bool:
+    def _packable(self, x: Tensor, weight: Tensor, how: str) -> bool:
         return (not torch.is_grad_enabled() and x.device.type == "cpu" and x.dim() == 4
                 and x.dtype == torch.float32 and weight.dtype == torch.float32
                 and self.padding_mode == "zeros" and not isinstance(self.padding, str)
-                and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling() and available())
+                and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling() and available(how))
+
+    def _exact_applies(self, x: Tensor, weight: Tensor, stride) -> bool:
+        # plain NCHW on both sides (a channels-last call runs another primitive), default fp32 math
+        return (x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
+                and weight.is_contiguous() and torch.backends.mkldnn.conv.fp32_precision in ("none", "ieee")
+                and aten_picks_onednn(x, weight, stride, self.dilation, self.groups))
 
 
 def clear(module: nn.Module) -> None:
@@ -62,29 +112,42 @@ def clear(module: nn.Module) -> None:
         m.__dict__.pop(_CACHE, None)
 
 
-def _stamp(t: Tensor | None):
-    if t is None:
-        return None
-    return t.data_ptr() if t.is_inference() else (t._version, t.data_ptr())
-
-
 def _reorder(weight: Tensor, padding, stride, dilation, groups: int, input_size) -> Tensor:
-    """The weight in the blocked layout oneDNN picks for this geometry and input size."""
+    """``"fast"``: the weight in the blocked layout oneDNN's inference convolution picks."""
     return torch.ops.mkldnn._reorder_convolution_weight(weight, padding, stride, dilation, groups, input_size)
 
 
-def _packed_call(conv: Conv2d, x: Tensor, weight: Tensor, bias: Tensor | None, stride) -> Tensor:
-    cache = conv.__dict__.setdefault(_CACHE, {})
+def _prepack(weight: Tensor, bias: Tensor | None, padding, stride, dilation, groups: int, input_size):
+    """``"exact"``: oneDNN's convolution context for this geometry and input size, holding the
+    weight reordered as ``conv2d``'s own primitive wants it."""
+    return torch.ops.mkldnn_prepacked.conv2d_prepack(weight, bias, stride, padding, dilation, groups, input_size,
+                                                     "none")
+
+
+def _entry(conv: Conv2d, weight: Tensor, bias: Tensor | None):
     # one entry per weight tensor: a conv shared over inner steps runs with each step's folded
-    # BatchNorm. The entry holds the weight itself, so its id cannot be reused while cached.
-    key = (id(weight), tuple(x.shape), x.is_contiguous(memory_format=torch.channels_last), stride)
-    stamp = (_stamp(weight), _stamp(bias))
-    entry = cache.get(key)
-    if entry is None or entry[0] is not weight or entry[1] is not bias or entry[2] != stamp:
-        if len(cache) >= _MAX_ENTRIES:
-            cache.clear()
-        packed = _reorder(weight.detach(), list(conv.padding), list(stride), list(conv.dilation), conv.groups,
-                          list(x.shape))
-        entry = cache[key] = (weight, bias, stamp, packed)
-    return torch.ops.mkldnn._convolution_pointwise(x, entry[3], bias, list(conv.padding), list(stride),
+    # BatchNorm. The entry holds the weight itself, so its id cannot be reused while kept.
+    return kept(conv.__dict__.setdefault(_CACHE, {}), id(weight), (weight, bias), _MAX_WEIGHTS)
+
+
+def _context(conv: Conv2d, x: Tensor, weight: Tensor, bias: Tensor | None, stride):
+    """``"exact"``: the prepacked context for this weight and input shape, kept."""
+    values = _entry(conv, weight, bias).values
+    key = ("exact", tuple(x.shape), stride, torch.get_num_threads())
+    context = values.get(key)
+    if context is None:
+        context = values[key] = _prepack(weight.detach(), None if bias is None else bias.detach(),
+                                         list(conv.padding), list(stride), list(conv.dilation), conv.groups,
+                                         list(x.shape))
+    return context
+
+
+def _fast_call(conv: Conv2d, x: Tensor, weight: Tensor, bias: Tensor | None, stride) -> Tensor:
+    values = _entry(conv, weight, bias).values
+    key = ("fast", tuple(x.shape), x.is_contiguous(memory_format=torch.channels_last), stride)
+    packed = values.get(key)
+    if packed is None:
+        packed = values[key] = _reorder(weight.detach(), list(conv.padding), list(stride), list(conv.dilation),
+                                        conv.groups, list(x.shape))
+    return torch.ops.mkldnn._convolution_pointwise(x, packed, bias, list(conv.padding), list(stride),
                                                    list(conv.dilation), conv.groups, "none", [], "")

@@ -1,0 +1,98 @@
+"""Values derived from weights (packed conv weights, folded BatchNorm) kept across calls, and the
+rule that keeps them true.
+
+A kept value is used while the tensors it was derived from are unchanged. Two checks decide:
+
+- at every call, the tensors' identity, version counter and storage address — cheap, and they
+  catch optimiser steps, in-place edits under ``no_grad``, ``load_state_dict`` and ``.to()``;
+- once per forward pass of a :class:`~tnnspec.compile.network.Network` (a *session*), and at
+  every call made outside one, their values against a copy taken when the value was derived.
+  An edit through ``.data`` — the usual way to lesion a weight — bumps no version counter and
+  can keep the storage, so only the values show it.
+
+The copy costs one more float per weight element; the value check one read of weight and copy
+per forward, less than the oneDNN weight reorder it saves (2048×2048×3×3: 28 ms against 76 ms,
+2-core CPU). Tensors that tnnspec derived itself (:func:`mark_derived`, e.g. a folded weight)
+cannot be edited by a user and skip the value check.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from contextlib import contextmanager
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+_sessions = itertools.count(1)
+_local = threading.local()
+_DERIVED = "_tnnspec_derived"
+
+
+@contextmanager
+def session():
+    """One forward pass: within it, kept values are value-checked at most once each."""
+    outer = getattr(_local, "session", None)
+    _local.session = next(_sessions)
+    try:
+        yield
+    finally:
+        _local.session = outer
+
+
+def current_session() -> int | None:
+    return getattr(_local, "session", None)
+
+
+def mark_derived(t: Tensor) -> Tensor:
+    """Mark a tensor tnnspec computed (not user-editable): kept values derived from it skip the
+    value check."""
+    setattr(t, _DERIVED, True)
+    return t
+
+
+def _stamp(t: Tensor | None):
+    if t is None:
+        return None
+    return (t.data_ptr(), t.dtype, t.device) if t.is_inference() else (t._version, t.data_ptr(), t.dtype, t.device)
+
+
+class Kept:
+    """What was derived from ``tensors`` (``self.values``, keyed freely), valid while
+    :meth:`holds`."""
+
+    __slots__ = ("tensors", "stamps", "copies", "checked", "values")
+
+    def __init__(self, tensors: Sequence[Tensor | None]):
+        self.tensors = tuple(tensors)
+        self.stamps = tuple(_stamp(t) for t in self.tensors)
+        self.copies = tuple(None if t is None or getattr(t, _DERIVED, False) else t.detach().clone()
+                            for t in self.tensors)
+        self.checked = current_session()
+        self.values: dict = {}
+
+    def holds(self, tensors: Sequence[Tensor | None]) -> bool:
+        """Whether ``tensors`` are the tensors the values were derived from, unchanged."""
+        if len(tensors) != len(self.tensors) or any(a is not b for a, b in zip(tensors, self.tensors)):
+            return False
+        if any(_stamp(t) != s for t, s in zip(tensors, self.stamps)):
+            return False
+        now = current_session()
+        if now is None or now != self.checked:
+            if not all(c is None or torch.equal(t, c) for t, c in zip(tensors, self.copies)):
+                return False
+            self.checked = now
+        return True
+
+
+def kept(holder: dict, key, tensors: Sequence[Tensor | None], limit: int = 16) -> Kept:
+    """The :class:`Kept` under ``holder[key]`` for ``tensors``; a fresh one (no values) when the
+    tensors changed. At most ``limit`` entries are kept per holder."""
+    entry = holder.get(key)
+    if entry is None or not entry.holds(tensors):
+        if entry is None and len(holder) >= limit:
+            holder.clear()
+        entry = holder[key] = Kept(tensors)
+    return entry
