@@ -432,7 +432,8 @@ class _Zeros:
 
     def __call__(self, name: str, shape) -> torch.Tensor:
         if name not in self.made:
-            self.made[name] = torch.zeros((self.batch,) + tuple(shape), dtype=self.dtype, device=self.device)
+            self.made[name] = packing.mark_zero(
+                torch.zeros((self.batch,) + tuple(shape), dtype=self.dtype, device=self.device))
         return self.made[name]
 
 

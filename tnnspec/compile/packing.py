@@ -22,6 +22,14 @@ Packing applies to inference calls only — gradients off, float32 on the CPU, n
 while ``torch.compile`` traces (inductor packs weights itself when freezing) — and only where
 this PyTorch build has the oneDNN ops; everything else runs the plain conv. ``True`` means
 ``"exact"``, ``False`` ``"off"``.
+
+**Convolutions of all-zero inputs** (an area run on an all-zero drive before its input arrives,
+``before_arrival: zero_drive``) are not computed: the output is the bias broadcast (or zeros),
+which is exactly what the convolution returns (every product is ±0, and 0 + b = b). This holds
+for finite weights, so a weight with an inf or NaN runs the convolution; with gradients the
+weight is tied to the output by ``+ 0·Σw``, so it still receives its (all-zero) gradient, and a
+bias that needs a gradient runs the convolution. CPU only (the finiteness check reads a flag
+back, which would stall a GPU stream).
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from torch import Tensor, nn
 from .kept import kept
 
 MODES = ("exact", "fast", "off")
+_ZERO = "_tnnspec_all_zero"
 _CACHE = "_tnnspec_packed"
 _MAX_WEIGHTS = 16  # weights (a conv's own, folded ones) kept per conv before its cache starts afresh
 
@@ -80,6 +89,8 @@ class Conv2d(nn.Conv2d):
 
     def conv_at(self, x: Tensor, weight: Tensor, bias: Tensor | None, stride=None) -> Tensor:
         stride = self.stride if stride is None else tuple(stride)
+        if not torch.compiler.is_compiling() and getattr(x, _ZERO, False) and self._zero_shortcut(x, weight, bias):
+            return self._conv_of_zeros(x, weight, bias, stride)
         how = self.packed_weights
         if how != "off" and self._packable(x, weight, how):
             if how == "fast":
@@ -93,6 +104,29 @@ class Conv2d(nn.Conv2d):
     def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         return self.conv_at(input, weight, bias)
 
+    def _zero_shortcut(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
+        return (x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
+                and not (bias is not None and bias.requires_grad and torch.is_grad_enabled())
+                and bool(torch.isfinite(weight).all()))
+
+    def _conv_of_zeros(self, x: Tensor, weight: Tensor, bias: Tensor | None, stride) -> Tensor:
+        """What the convolution returns for an all-zero ``x`` with finite weights."""
+        size = [x.shape[0], weight.shape[0]]
+        for i, n in enumerate(x.shape[2:]):
+            k = self.dilation[i] * (weight.shape[2 + i] - 1) + 1
+            if self.padding == "same":
+                size.append(n)
+            else:
+                pad = 0 if self.padding == "valid" else self.padding[i]
+                size.append((n + 2 * pad - k) // stride[i] + 1)
+        if bias is None:
+            out = mark_zero(x.new_zeros(size, dtype=weight.dtype))
+        else:
+            out = bias.detach().to(weight.dtype).reshape(1, -1, *([1] * (len(size) - 2))).expand(size).contiguous()
+        if torch.is_grad_enabled() and weight.requires_grad:
+            out = out + weight.sum() * 0.0  # finite weights: adds exact zeros; the weight gets its gradient
+        return out
+
     def _packable(self, x: Tensor, weight: Tensor, how: str) -> bool:
         return (not torch.is_grad_enabled() and x.device.type == "cpu" and x.dim() == 4
                 and x.dtype == torch.float32 and weight.dtype == torch.float32
@@ -104,6 +138,14 @@ class Conv2d(nn.Conv2d):
         return (x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
                 and weight.is_contiguous() and torch.backends.mkldnn.conv.fp32_precision in ("none", "ieee")
                 and aten_picks_onednn(x, weight, stride, self.dilation, self.groups))
+
+
+def mark_zero(t: Tensor) -> Tensor:
+    """Mark a tensor tnnspec made as all zeros (and never written): a :class:`Conv2d` of it is
+    not computed (module docstring)."""
+    if not torch.compiler.is_compiling():
+        setattr(t, _ZERO, True)
+    return t
 
 
 def clear(module: nn.Module) -> None:
