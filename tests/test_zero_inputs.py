@@ -113,3 +113,34 @@ def test_zero_drive_areas_skip_their_convolution_with_identical_outputs_and_grad
     want, want_grads = run()
     assert all(torch.equal(got[k], want[k]) for k in want)
     assert got_grads.keys() == want_grads.keys() and all(torch.equal(got_grads[k], want_grads[k]) for k in want_grads)
+
+
+HOOKED = """
+tnnspec: "1.0"
+name: hooked_zeros
+time: {steps: 4, default_delay: sweep}
+inputs: {x: {shape: [3, 8, 8]}}
+areas:
+  A: {level: 1, channels: 3, before_arrival: zero_drive}
+  B: {level: 2, channels: 4, before_arrival: zero_drive, ops: [relu]}
+edges:
+  - {type: feedforward, source: x, target: A, delay: 2}
+  - {type: feedforward, source: A, target: B, transform: [{conv: {kernel: 3, padding: 1, bias: false}}]}
+readouts: {y: {source: B, head: [{pool: avg}, {linear: 2}]}}
+"""
+
+
+def test_a_hook_that_writes_into_a_zero_output_is_seen_downstream(shortcuts):
+    """Before x arrives, A's output is the all-zero drive itself; a forward hook may write into it
+    in place (a perturbation), so with hooks registered zeros are not marked."""
+    torch.manual_seed(0)
+    net = tnnspec.compile(tnnspec.loads(HOOKED))
+    x = net.example_inputs(2)
+    with torch.inference_mode():
+        plain = net(x).readouts["y"]
+        assert shortcuts
+        shortcuts.clear()
+        handle = net.areas["A"].probe.register_forward_hook(lambda m, i, out: out.add_(1.0))
+        perturbed = net(x).readouts["y"]
+        handle.remove()
+    assert not shortcuts and not torch.equal(perturbed[:2], plain[:2])  # steps 0-1: A silent-by-zeros

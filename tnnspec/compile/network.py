@@ -207,9 +207,12 @@ class Network(nn.Module):
                 raise ValueError(f"record: unknown area '{name}'; areas: {list(self.areas)}")
         outputs: dict[str, dict[int, torch.Tensor]] = {n: {} for n in list(self.spec.inputs) + list(self.areas)}
         blanks: dict[str, torch.Tensor] = {}
-        zero = _Zeros(batch, dtype, device)
+        # zeros are marked as such (a conv of them is its bias, compile.packing) unless a hook
+        # could write into one in place
+        marked = not self._hooked()
+        zero = _Zeros(batch, dtype, device, marked)
         if batch > 1 and self._shares_constants():
-            zero.one = _Zeros(1, dtype, device)
+            zero.one = _Zeros(1, dtype, device, marked)
             for name, inp in self.spec.inputs.items():  # blank frames are input-independent too
                 if inp.schedule.type == "on_off":
                     blanks[name] = torch.full_like(xs[name][:1], inp.schedule.blank)
@@ -300,11 +303,15 @@ class Network(nn.Module):
         broadcast where input-dependent updates read them): asked for, no module whose output
         couples the samples of a batch (BatchNorm or dropout in train mode), and no forward
         hooks anywhere (they would see batch-1 tensors)."""
-        if not self.share_constants or nn.modules.module._global_forward_hooks \
-                or nn.modules.module._global_forward_pre_hooks:
+        if not self.share_constants or self._hooked():
             return False
-        return not any(m._forward_hooks or m._forward_pre_hooks or (m.training and isinstance(m, _BATCH_COUPLED))
-                       for m in self.modules())
+        return not any(m.training and isinstance(m, _BATCH_COUPLED) for m in self.modules())
+
+    def _hooked(self) -> bool:
+        """Whether any forward hook (global or on a module of the network) is registered."""
+        if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+            return True
+        return any(m._forward_hooks or m._forward_pre_hooks for m in self.modules())
 
     def _fold(self, plan, xs, blanks, zero, batch) -> dict[str, dict[int, torch.Tensor]]:
         """Time folding: each folded area's outputs for all its steps from one batched call."""
@@ -425,15 +432,15 @@ class _Zeros:
     input-independent updates — batch size 1 when they are shared (see
     ``Network._shares_constants``), else this one."""
 
-    def __init__(self, batch: int, dtype, device):
-        self.batch, self.dtype, self.device = batch, dtype, device
+    def __init__(self, batch: int, dtype, device, marked: bool = True):
+        self.batch, self.dtype, self.device, self.marked = batch, dtype, device, marked
         self.made: dict[str, torch.Tensor] = {}
         self.one = self
 
     def __call__(self, name: str, shape) -> torch.Tensor:
         if name not in self.made:
-            self.made[name] = packing.mark_zero(
-                torch.zeros((self.batch,) + tuple(shape), dtype=self.dtype, device=self.device))
+            z = torch.zeros((self.batch,) + tuple(shape), dtype=self.dtype, device=self.device)
+            self.made[name] = packing.mark_zero(z) if self.marked else z
         return self.made[name]
 
 

@@ -29,7 +29,8 @@ which is exactly what the convolution returns (every product is ±0, and 0 + b =
 for finite weights, so a weight with an inf or NaN runs the convolution; with gradients the
 weight is tied to the output by ``+ 0·Σw``, so it still receives its (all-zero) gradient, and a
 bias that needs a gradient runs the convolution. CPU only (the finiteness check reads a flag
-back, which would stall a GPU stream).
+back, which would stall a GPU stream). The network marks its zeros only while no forward hook
+is registered, since a hook could write into one in place.
 """
 
 from __future__ import annotations
