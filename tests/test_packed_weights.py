@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 import tnnspec
 from tnnspec import zoo
-from tnnspec.compile import kept, packing
+from tnnspec.compile import fusion, kept, packing
 
 pytestmark = pytest.mark.skipif(not (packing.available("exact") and packing.available("fast")),
                                 reason="this torch build has no oneDNN packed convolution")
@@ -161,7 +161,7 @@ def test_packed_weights_follow_weight_changes_and_to(mode, packs):
         plain.load_state_dict(packed.state_dict())
         _same(packed(x).readouts["logits"], plain(x).readouts["logits"], mode)
         packed.double(), plain.double()  # float64 is not packed; .to() drops the packed weights
-        assert all(packing._CACHE not in m.__dict__ for m in packed.modules())
+        assert not any(kept.stored(m, packing._CACHE) for m in packed.modules())
         before = len(packs)
         assert torch.equal(packed(x.double()).readouts["logits"], plain(x.double()).readouts["logits"])
         assert len(packs) == before
@@ -230,7 +230,7 @@ def test_with_fused_batchnorm_each_inner_steps_fold_is_packed_once(mode, packs):
         assert made == 1 + 1 + 3 + 3 + 3 * inner
         _close(packed(x, readout_steps="last").readouts["logits"])
         assert len(packs) == made
-    name = next(n for n, m in packed.named_modules() if "_tnnspec_fold" in m.__dict__)  # a fused norm
+    name = next(n for n, m in packed.named_modules() if kept.stored(m, fusion.FOLDS))  # a fused norm
     for net in (plain, packed):  # a lesion of a BatchNorm's scale through .data refolds
         net.get_submodule(name).weight.data.zero_()
     norm = packed.get_submodule(name)
@@ -238,3 +238,24 @@ def test_with_fused_batchnorm_each_inner_steps_fold_is_packed_once(mode, packs):
         a = plain(x, readout_steps="last").readouts["logits"]
         _close(packed(x, readout_steps="last").readouts["logits"])
     assert norm.weight.abs().sum() == 0 and len(packs) > made
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_a_network_copies_and_saves_after_packed_inference(mode, tmp_path):
+    """Kept values live outside the modules: deepcopy and torch.save see none of them, and a
+    copy packs its own weights (a lesion of the copy leaves the original alone)."""
+    import copy
+
+    _, net = _pair(tnnspec.load(ROOT / "graphs" / "ventral4.yaml"), mode)
+    x = net.example_inputs(2)
+    with torch.inference_mode():
+        want = net(x).readouts["logits"]
+    twin = copy.deepcopy(net)
+    torch.save(net, tmp_path / "net.pt")
+    saved = torch.load(tmp_path / "net.pt", weights_only=False)
+    with torch.no_grad():
+        twin.edges["V1__V2"].conv.weight.zero_()
+    with torch.inference_mode():
+        assert torch.equal(saved(x).readouts["logits"], want)
+        assert torch.equal(net(x).readouts["logits"], want)
+        assert not torch.equal(twin(x).readouts["logits"], want)

@@ -94,3 +94,12 @@ def test_schema_modeline_key_is_accepted():
                          'inputs: {i: {shape: [2]}}\nareas: {A: {channels: 2}}\n'
                          'edges: [{type: feedforward, source: i, target: A}]\n')
     assert spec.name == "m"
+
+
+@pytest.mark.parametrize("path", GRAPHS, ids=lambda p: p.name)
+def test_every_zoo_spec_pickles(path):
+    """Specs are plain data: pickle (and so deepcopy, torch.save of a compiled network) round-trips."""
+    import pickle
+
+    spec = tnnspec.load(path)
+    assert pickle.loads(pickle.dumps(spec)) == spec

@@ -23,7 +23,9 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from .kept import kept, mark_derived
+from .kept import kept, mark_derived, store
+
+FOLDS = "batchnorm_folds"  # the kept store of a fused norm
 
 FUSABLE_NORMS = (nn.BatchNorm2d,)
 
@@ -60,7 +62,7 @@ def cached_fold(weight: Tensor, bias: Tensor | None, norm: nn.BatchNorm2d) -> tu
     """:func:`folded`, kept on ``norm`` (each fused norm follows exactly one conv weight) while
     its inputs are unchanged (:mod:`tnnspec.compile.kept`)."""
     tensors = (weight, bias, norm.weight, norm.bias, norm.running_mean, norm.running_var)
-    entry = kept(norm.__dict__.setdefault("_tnnspec_fold", {}), 0, tensors)
+    entry = kept(store(norm, FOLDS), 0, tensors)
     if "fold" not in entry.values:
         entry.values["fold"] = tuple(mark_derived(t) for t in folded(weight, bias, norm))
     return entry.values["fold"]

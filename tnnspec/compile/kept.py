@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import weakref
 from contextlib import contextmanager
 from typing import Sequence
 
@@ -29,6 +30,24 @@ from torch import Tensor
 _sessions = itertools.count(1)
 _local = threading.local()
 _DERIVED = "_tnnspec_derived"
+# owner (a module) -> name -> holder dict. Kept values live here, not on the modules, so that
+# copy.deepcopy and pickling of a network never see them (oneDNN contexts cannot be copied).
+_STORES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def store(owner, name: str) -> dict:
+    """The holder dict ``name`` of ``owner`` (made empty on first use)."""
+    return _STORES.setdefault(owner, {}).setdefault(name, {})
+
+
+def stored(owner, name: str) -> bool:
+    """Whether ``owner`` holds anything under ``name``."""
+    return bool(_STORES.get(owner, {}).get(name))
+
+
+def forget(owner) -> None:
+    """Drop everything kept for ``owner``."""
+    _STORES.pop(owner, None)
 
 
 @contextmanager

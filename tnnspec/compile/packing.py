@@ -40,7 +40,7 @@ import functools
 import torch
 from torch import Tensor, nn
 
-from .kept import kept
+from .kept import forget, kept, store
 
 MODES = ("exact", "fast", "off")
 _ZERO = "_tnnspec_all_zero"
@@ -150,9 +150,10 @@ def mark_zero(t: Tensor) -> Tensor:
 
 
 def clear(module: nn.Module) -> None:
-    """Drop every packed weight under ``module`` (they point at the old weights after ``.to()``)."""
+    """Drop every packed weight and BatchNorm fold under ``module`` (they point at the old weights
+    after ``.to()``)."""
     for m in module.modules():
-        m.__dict__.pop(_CACHE, None)
+        forget(m)
 
 
 def _reorder(weight: Tensor, padding, stride, dilation, groups: int, input_size) -> Tensor:
@@ -170,7 +171,7 @@ def _prepack(weight: Tensor, bias: Tensor | None, padding, stride, dilation, gro
 def _entry(conv: Conv2d, weight: Tensor, bias: Tensor | None):
     # one entry per weight tensor: a conv shared over inner steps runs with each step's folded
     # BatchNorm. The entry holds the weight itself, so its id cannot be reused while kept.
-    return kept(conv.__dict__.setdefault(_CACHE, {}), id(weight), (weight, bias), _MAX_WEIGHTS)
+    return kept(store(conv, _CACHE), id(weight), (weight, bias), _MAX_WEIGHTS)
 
 
 def _context(conv: Conv2d, x: Tensor, weight: Tensor, bias: Tensor | None, stride):

@@ -66,11 +66,14 @@ def _op_tag(value: Any) -> str | None:
 
 def _op_entry_model(name: str, params: type[OpParams]) -> type[OpEntry]:
     doc = (params.__doc__ or "").strip().split("\n")[0] or f"the {name} op"
-    return create_model(f"{params.__name__}Op", __base__=OpEntry, __doc__=doc,
+    return create_model(f"{params.__name__}Op", __base__=OpEntry, __doc__=doc, __module__=__name__,
                         **{name: (params, Field(description=doc))})
 
 
 OP_ENTRIES = {name: _op_entry_model(name, cls) for name, cls in OPS.items()}
+for _entry in OP_ENTRIES.values():  # module attributes, so that specs pickle (and deepcopy, torch.save)
+    assert _entry.__name__ not in globals(), _entry.__name__
+    globals()[_entry.__name__] = _entry
 Op = Annotated[
     Union[tuple(Annotated[m, Tag(n)] for n, m in OP_ENTRIES.items())],  # type: ignore[misc]
     Discriminator(_op_tag, custom_error_type="op_form",
