@@ -259,3 +259,28 @@ def test_a_network_copies_and_saves_after_packed_inference(mode, tmp_path):
         assert torch.equal(saved(x).readouts["logits"], want)
         assert torch.equal(net(x).readouts["logits"], want)
         assert not torch.equal(twin(x).readouts["logits"], want)
+
+
+def test_weights_passed_per_call_are_not_kept_alive():
+    """torch.func.functional_call passes new weight tensors at every call: their packed copies
+    go with them, so memory does not grow with the number of calls."""
+    import gc
+    import weakref
+
+    from torch.func import functional_call
+
+    _, net = _pair(tnnspec.load(ROOT / "graphs" / "ventral4.yaml"), "exact")
+    x = net.example_inputs(2)
+    params = dict(net.named_parameters())
+    with torch.inference_mode():
+        want = net(x).readouts["logits"]
+        conv = net.edges["V1__V2"].conv
+        refs = []
+        for _ in range(3):
+            fresh = {k: v.clone() for k, v in params.items()}
+            refs.append(weakref.ref(fresh["edges.V1__V2.conv.weight"]))
+            assert torch.equal(functional_call(net, fresh, (x,)).readouts["logits"], want)
+            del fresh
+    gc.collect()
+    assert all(r() is None for r in refs)  # nothing kept them
+    assert len(kept.store(conv, packing._CACHE)) == 1  # only the conv's own weight is packed

@@ -80,21 +80,23 @@ def _stamp(t: Tensor | None):
 
 class Kept:
     """What was derived from ``tensors`` (``self.values``, keyed freely), valid while
-    :meth:`holds`."""
+    :meth:`holds`. The tensors themselves are held weakly: a kept value never keeps a weight
+    alive (weights passed per call, as ``torch.func.functional_call`` does, come and go)."""
 
-    __slots__ = ("tensors", "stamps", "copies", "checked", "values")
+    __slots__ = ("refs", "stamps", "copies", "checked", "values")
 
     def __init__(self, tensors: Sequence[Tensor | None]):
-        self.tensors = tuple(tensors)
-        self.stamps = tuple(_stamp(t) for t in self.tensors)
+        self.refs = tuple(None if t is None else weakref.ref(t) for t in tensors)
+        self.stamps = tuple(_stamp(t) for t in tensors)
         self.copies = tuple(None if t is None or getattr(t, _DERIVED, False) else t.detach().clone()
-                            for t in self.tensors)
+                            for t in tensors)
         self.checked = current_session()
         self.values: dict = {}
 
     def holds(self, tensors: Sequence[Tensor | None]) -> bool:
         """Whether ``tensors`` are the tensors the values were derived from, unchanged."""
-        if len(tensors) != len(self.tensors) or any(a is not b for a, b in zip(tensors, self.tensors)):
+        if len(tensors) != len(self.refs) or any(
+                (r is None) != (t is None) or (r is not None and r() is not t) for r, t in zip(self.refs, tensors)):
             return False
         if any(_stamp(t) != s for t, s in zip(tensors, self.stamps)):
             return False
@@ -108,10 +110,14 @@ class Kept:
 
 def kept(holder: dict, key, tensors: Sequence[Tensor | None], limit: int = 16) -> Kept:
     """The :class:`Kept` under ``holder[key]`` for ``tensors``; a fresh one (no values) when the
-    tensors changed. At most ``limit`` entries are kept per holder."""
+    tensors changed. At most ``limit`` entries are kept per holder, and an entry goes when its
+    first tensor is freed."""
     entry = holder.get(key)
     if entry is None or not entry.holds(tensors):
-        if entry is None and len(holder) >= limit:
-            holder.clear()
+        if entry is None:
+            if len(holder) >= limit:
+                holder.clear()
+            if tensors[0] is not None:
+                weakref.finalize(tensors[0], holder.pop, key, None)
         entry = holder[key] = Kept(tensors)
     return entry
