@@ -19,7 +19,7 @@ def compile_spec(spec, **options) -> Network:
     """Compile a validated :class:`~tnnspec.Spec` (or a path to a spec file) into a
     :class:`Network`. Options (see :class:`Network`): ``tbptt``, ``checkpoint``, ``hoist``,
     ``fold``, ``channels_last``, ``cuda_graphs``, ``fuse_batchnorm``, ``packed_weights``,
-    ``share_constants``."""
+    ``share_constants``, ``cache_constants``."""
     from ..api import load
     from ..spec.models import Spec
 

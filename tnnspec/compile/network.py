@@ -7,6 +7,7 @@ per-source history that keeps only as many past steps as the plan says.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
@@ -62,12 +63,17 @@ class Network(nn.Module):
     zeros, or only by such updates, before the input reaches it) once for the batch, at batch
     size 1, and broadcasts them where input-dependent updates read them (equal to float
     rounding: oneDNN may pick another convolution algorithm at batch size 1 for small maps).
+    ``cache_constants=True`` (the default) keeps those updates from one inference call to the
+    next with the same batch size, plan and settings, while the parameters and buffers they
+    read are unchanged (:mod:`tnnspec.compile.kept`); bit-identical, since the kept values are
+    what the same computation returned. It applies to CPU calls without gradients, in eval mode,
+    without autocast and while no forward hook is registered.
     """
 
     def __init__(self, spec: Spec, tbptt: int | None = None, checkpoint: bool | str = False, hoist: bool = True,
                  fold: bool = True, channels_last: bool = False, cuda_graphs: bool = False,
                  fuse_batchnorm: bool = False, packed_weights: bool | str = "exact",
-                 share_constants: bool = False):
+                 share_constants: bool = False, cache_constants: bool = True):
         super().__init__()
         if checkpoint not in (False, True, "recursive"):
             raise ValueError(f"checkpoint must be False, True (per step) or 'recursive', got {checkpoint!r}")
@@ -80,7 +86,9 @@ class Network(nn.Module):
         self.tbptt = tbptt
         self.checkpoint = checkpoint
         self.share_constants = share_constants
+        self.cache_constants = cache_constants
         self._plans: dict[int, Plan] = {}
+        self._constant_tensors: dict[int, tuple] = {}  # id(plan) -> what its constant updates read
         self._pruned_plans: dict[tuple, Plan] = {}
         plan = self.plan = self.plan_for(None)
         shapes = plan.shapes
@@ -209,13 +217,17 @@ class Network(nn.Module):
         blanks: dict[str, torch.Tensor] = {}
         # zeros are marked as such (a conv of them is its bias, compile.packing) unless a hook
         # could write into one in place
-        marked = not self._hooked()
+        hooked = self._hooked()
+        marked = not hooked
         zero = _Zeros(batch, dtype, device, marked)
-        if batch > 1 and self._shares_constants():
+        shares = batch > 1 and self._shares_constants()
+        if shares:
             zero.one = _Zeros(1, dtype, device, marked)
             for name, inp in self.spec.inputs.items():  # blank frames are input-independent too
                 if inp.schedule.type == "on_off":
                     blanks[name] = torch.full_like(xs[name][:1], inp.schedule.blank)
+        if plan.constant and not hooked and self._caches_constants(device):
+            zero.constants = self._kept_constants(plan, batch, dtype, device, shares)
 
         # With truncated BPTT nothing is reused: a value kept from an earlier step can reach back
         # across a window cut differently from the one recomputed now (equal values, different
@@ -307,6 +319,34 @@ class Network(nn.Module):
             return False
         return not any(m.training and isinstance(m, _BATCH_COUPLED) for m in self.modules())
 
+    def _caches_constants(self, device) -> bool:
+        """Whether input-independent updates may be kept across calls (``cache_constants``)."""
+        return (self.cache_constants and device.type == "cpu" and not torch.is_grad_enabled()
+                and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
+                and not any(m.training for m in self.modules()))
+
+    def _kept_constants(self, plan: Plan, batch: int, dtype, device, shares: bool) -> dict:
+        """The input-independent updates kept for this plan and call settings: (step, area) ->
+        (output, state, edge terms kept during the update); empty when anything they read
+        changed. Valid while the parameters and buffers of the areas and edges that these
+        updates use are unchanged (identity and version at every call, values once per call)."""
+        used = self._constant_tensors.get(id(plan))
+        if used is None:
+            modules = []
+            for steps in plan.schedule:
+                for s in steps:
+                    if s.constant and not s.reuse:
+                        modules.append(self.areas[s.area])
+                        modules.extend(self.edges[r.name] for r in s.reads if r.name in self.edges)
+            seen = {}
+            for m in modules:
+                for t in itertools.chain(m.parameters(), m.buffers()):
+                    seen.setdefault(id(t), t)
+            used = self._constant_tensors[id(plan)] = tuple(seen.values())
+        key = (id(plan), batch, dtype, str(device), torch.get_num_threads(), shares, self.packed_weights,
+               self.fuse_batchnorm, self.channels_last)
+        return kept.kept(kept.store(self, "constants"), key, used, limit=8).values
+
     def _hooked(self) -> bool:
         """Whether any forward hook (global or on a module of the network) is registered."""
         if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
@@ -347,6 +387,16 @@ class Network(nn.Module):
                 current[step.area] = self.areas[step.area].probe(current[step.area])
             elif step.reuse and reuse:  # time-invariant: the previous step's output, exactly
                 current[step.area] = self.areas[step.area].probe(past[(step.area, t - 1)])
+            elif step.constant and zero.constants is not None:  # kept from an earlier call
+                hit = zero.constants.get((t, step.area))
+                if hit is None:
+                    before = dict(kept)
+                    y = self._update(step, past, current, states, kept, keep_terms, t, zero.one, reuse=reuse)
+                    hit = zero.constants[(t, step.area)] = (
+                        y, states[step.area], {e: v for e, v in kept.items() if before.get(e) is not v})
+                y, states[step.area], terms = hit
+                kept.update(terms)
+                current[step.area] = y
             else:  # an input-independent update runs at batch size 1 when constants are shared
                 current[step.area] = self._update(step, past, current, states, kept, keep_terms, t,
                                                   zero.one if step.constant else zero, reuse=reuse)
@@ -436,6 +486,7 @@ class _Zeros:
         self.batch, self.dtype, self.device, self.marked = batch, dtype, device, marked
         self.made: dict[str, torch.Tensor] = {}
         self.one = self
+        self.constants: dict | None = None  # kept input-independent updates (cache_constants)
 
     def __call__(self, name: str, shape) -> torch.Tensor:
         if name not in self.made:
