@@ -167,3 +167,29 @@ def test_nothing_is_kept_with_gradients_in_train_mode_with_hooks_or_autocast():
     with torch.no_grad():
         cached(x)
     assert len(calls) == total - cached.plan.constant  # and a plain call uses the kept ones again
+
+
+def test_updates_that_read_no_parameter_are_kept_too():
+    spec = tnnspec.loads("""
+tnnspec: "1.0"
+name: bare
+time: {steps: 4, default_delay: biological}
+inputs: {x: {shape: [3, 8, 8]}}
+areas:
+  A: {level: 1, channels: 3, before_arrival: zero_drive, ops: [relu]}
+  B: {level: 2, channels: 3, before_arrival: zero_drive, ops: [relu]}
+edges:
+  - {type: feedforward, source: x, target: A}
+  - {type: feedforward, source: A, target: B}
+readouts: {y: {source: B, head: [{pool: avg}, {linear: 2}]}}
+""")
+    net = tnnspec.compile(spec).eval()
+    plain = tnnspec.compile(spec, cache_constants=False).eval()
+    plain.load_state_dict(net.state_dict())
+    calls, plain_calls = _count(net), _count(plain)
+    x = net.example_inputs(2)
+    with torch.no_grad():
+        for _ in range(2):
+            calls.clear(), plain_calls.clear()
+            _same(net(x, record=("A", "B")), plain(x, record=("A", "B")))
+    assert net.plan.constant and len(calls) == len(plain_calls) - net.plan.constant

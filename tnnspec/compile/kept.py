@@ -117,7 +117,7 @@ def kept(holder: dict, key, tensors: Sequence[Tensor | None], limit: int = 16) -
         if entry is None:
             if len(holder) >= limit:
                 holder.clear()
-            if tensors[0] is not None:
+            if tensors and tensors[0] is not None:
                 weakref.finalize(tensors[0], holder.pop, key, None)
         entry = holder[key] = Kept(tensors)
     return entry
