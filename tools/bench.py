@@ -242,19 +242,21 @@ def bench_flops(pairs_net) -> dict:
     rows = {"gemm_gflops": gemm}
     for name, (net, same, seconds, opt_seconds) in pairs_net.items():
         x = net.example_inputs(8)
-        # FLOPs are counted on unpacked copies: FlopCounterMode does not see oneDNN's packed
-        # convolutions (the default packs too). The options' run computes the input-independent
-        # updates at batch 1 (fewer FLOPs); FlopCounterMode's module hooks would turn sharing off,
-        # so it is forced on for counting.
+        # FLOPs of the work the timed calls do, counted on unpacked copies (FlopCounterMode does
+        # not see oneDNN's packed convolutions, which the default uses too), after a first call
+        # that fills the kept input-independent updates (cache_constants); the options' run
+        # computes them at batch 1. FlopCounterMode's module hooks would turn caching, sharing and
+        # the zero-drive shortcut off, so the copies are told there are none.
         plain = tnnspec.compile(net.spec, packed_weights="off").eval()
         shared = tnnspec.compile(net.spec, share_constants=True, packed_weights="off").eval()
+        counts = []
         for copy in (plain, shared):
             copy.load_state_dict(net.state_dict())
-        shared._shares_constants = lambda: True
-        counts = []
-        for model in (plain, shared):
-            with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-                model(x, **same)
+            copy._hooked = lambda: False
+            with torch.inference_mode():
+                copy(x, **same)
+                with FlopCounterMode(display=False) as counter:
+                    copy(x, **same)
             counts.append(counter.get_total_flops())
         flops, opt_flops = counts
         rows[name] = {"gflop": flops / 1e9, "gflops": flops / seconds / 1e9,
