@@ -139,6 +139,9 @@ def test_load_state_dict_and_dtype_changes_are_seen():
         other = tnnspec.compile(_spec("cornet_rt")).state_dict()
         plain.load_state_dict(other), cached.load_state_dict(other)
         _same(cached(x), plain(x))
+        another = {k: v * 0.5 for k, v in other.items()}  # new parameter objects, not copies into them
+        plain.load_state_dict(another, assign=True), cached.load_state_dict(another, assign=True)
+        _same(cached(x), plain(x))
         plain.double(), cached.double()
         _same(cached(x.double()), plain(x.double()))
 

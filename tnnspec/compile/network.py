@@ -88,7 +88,7 @@ class Network(nn.Module):
         self.share_constants = share_constants
         self.cache_constants = cache_constants
         self._plans: dict[int, Plan] = {}
-        self._constant_tensors: dict[int, tuple] = {}  # id(plan) -> what its constant updates read
+        self._constant_modules: dict[int, tuple] = {}  # id(plan) -> the modules its constant updates use
         self._pruned_plans: dict[tuple, Plan] = {}
         plan = self.plan = self.plan_for(None)
         shapes = plan.shapes
@@ -220,7 +220,7 @@ class Network(nn.Module):
         hooked = self._hooked()
         marked = not hooked
         zero = _Zeros(batch, dtype, device, marked)
-        shares = batch > 1 and self._shares_constants()
+        shares = batch > 1 and self._shares_constants(hooked)
         if shares:
             zero.one = _Zeros(1, dtype, device, marked)
             for name, inp in self.spec.inputs.items():  # blank frames are input-independent too
@@ -310,12 +310,12 @@ class Network(nn.Module):
             self._pruned_plans[key] = _ready(prune(plan, self.spec, demand))
         return self._pruned_plans[key]
 
-    def _shares_constants(self) -> bool:
+    def _shares_constants(self, hooked: bool | None = None) -> bool:
         """Whether input-independent updates can run once for the whole batch (at batch size 1,
         broadcast where input-dependent updates read them): asked for, no module whose output
         couples the samples of a batch (BatchNorm or dropout in train mode), and no forward
         hooks anywhere (they would see batch-1 tensors)."""
-        if not self.share_constants or self._hooked():
+        if not self.share_constants or (self._hooked() if hooked is None else hooked):
             return False
         return not any(m.training and isinstance(m, _BATCH_COUPLED) for m in self.modules())
 
@@ -330,22 +330,21 @@ class Network(nn.Module):
         (output, state, edge terms kept during the update); empty when anything they read
         changed. Valid while the parameters and buffers of the areas and edges that these
         updates use are unchanged (identity and version at every call, values once per call)."""
-        used = self._constant_tensors.get(id(plan))
-        if used is None:
-            modules = []
+        modules = self._constant_modules.get(id(plan))
+        if modules is None:
+            found = {}
             for steps in plan.schedule:
                 for s in steps:
                     if s.constant and not s.reuse:
-                        modules.append(self.areas[s.area])
-                        modules.extend(self.edges[r.name] for r in s.reads if r.name in self.edges)
-            seen = {}
-            for m in modules:
-                for t in itertools.chain(m.parameters(), m.buffers()):
-                    seen.setdefault(id(t), t)
-            used = self._constant_tensors[id(plan)] = tuple(seen.values())
+                        found.setdefault(("area", s.area), self.areas[s.area])
+                        found.update((("edge", r.name), self.edges[r.name])
+                                     for r in s.reads if r.name in self.edges)
+            modules = self._constant_modules[id(plan)] = tuple(found.values())
+        # gathered at every call: load_state_dict(assign=True) puts new tensors in the modules
+        used = {id(t): t for m in modules for t in itertools.chain(m.parameters(), m.buffers())}
         key = (id(plan), batch, dtype, str(device), torch.get_num_threads(), shares, self.packed_weights,
                self.fuse_batchnorm, self.channels_last)
-        return kept.kept(kept.store(self, "constants"), key, used, limit=8).values
+        return kept.kept(kept.store(self, "constants"), key, tuple(used.values()), limit=8).values
 
     def _hooked(self) -> bool:
         """Whether any forward hook (global or on a module of the network) is registered."""
