@@ -1,5 +1,5 @@
-"""Values derived from weights (packed conv weights, folded BatchNorm) kept across calls, and the
-rule that keeps them true.
+"""Values derived from weights (packed conv weights, folded BatchNorm, input-independent updates)
+kept across calls, and the rule that keeps them true.
 
 A kept value is used while the tensors it was derived from are unchanged. Two checks decide:
 

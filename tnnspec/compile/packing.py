@@ -170,7 +170,7 @@ def _prepack(weight: Tensor, bias: Tensor | None, padding, stride, dilation, gro
 
 def _entry(conv: Conv2d, weight: Tensor, bias: Tensor | None):
     # one entry per weight tensor: a conv shared over inner steps runs with each step's folded
-    # BatchNorm. The entry holds the weight itself, so its id cannot be reused while kept.
+    # BatchNorm. The entry goes when its weight is freed (compile.kept), before the id can be reused.
     return kept(store(conv, _CACHE), id(weight), (weight, bias), _MAX_WEIGHTS)
 
 
