@@ -190,6 +190,60 @@ edges:
             assert torch.allclose(b[0], expect) and torch.allclose(b[1], expect)
 
 
+ZERO_INPUT = """
+tnnspec: "1.0"
+name: stand_ins
+time: {{steps: 5}}
+inputs: {{x: {{shape: [2, 4, 4]}}}}
+areas:
+  A: {{level: 1, channels: 3}}
+  B: {{level: 2, channels: 3, before_arrival: {mode}}}
+edges:
+  - {{type: feedforward, source: x, target: A, delay: 1, transform: [{{conv: {{kernel: 3}}}}]}}
+  - {{type: feedforward, source: A, target: B, delay: 1, from_step: {from_step},
+     transform: [{{conv: {{kernel: 3}}}}]}}
+"""
+
+
+@pytest.mark.parametrize("from_step", [0, 1])
+def test_zero_input_sends_zero_source_outputs_through_the_edge(from_step):
+    """Rule 4, ``zero_input`` (tnn's t = 0 stand-ins, tnn_convrnns.md section 3.1): an edge whose
+    source has no output yet (before step 0, or a silent source before its arrival) delivers
+    its transform of zeros, so the conv's bias enters the drive; ``zero_drive`` gets exactly 0.
+    An edge before its ``from_step`` delivers nothing either way. A is silent until step 1."""
+    x = torch.randn(2, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    runs = {}
+    for mode in ("zero_input", "zero_drive"):
+        net = tnnspec.compile(tnnspec.loads(ZERO_INPUT.format(mode=mode, from_step=from_step)))
+        with torch.no_grad():
+            for p in net.parameters():
+                p.uniform_(-1, 1, generator=torch.Generator().manual_seed(p.numel()))
+            runs[mode] = net(x, record=("A", "B")).areas
+    ab = net.edges["A__B"].conv
+    a = runs["zero_input"]["A"]
+    assert torch.equal(a, runs["zero_drive"]["A"]) and torch.equal(a[0], torch.zeros_like(a[0]))  # A silent at 0
+    bias = ab.bias.detach().view(1, 3, 1, 1).expand(2, 3, 4, 4)
+    b_in, b_drive = runs["zero_input"]["B"], runs["zero_drive"]["B"]
+    for t in range(5):  # B reads A at t - 1: missing at t = 0 (before the run) and t = 1 (A silent at 0)
+        if t < from_step:
+            expect_in = expect_drive = torch.zeros(2, 3, 4, 4)  # the edge is off: zero drive
+        elif t <= 1:
+            expect_in, expect_drive = bias, torch.zeros(2, 3, 4, 4)
+        else:
+            expect_in = expect_drive = torch.nn.functional.conv2d(a[t - 1], ab.weight, ab.bias, padding=1)
+        assert torch.allclose(b_in[t], expect_in, atol=1e-6), t
+        assert torch.allclose(b_drive[t], expect_drive, atol=1e-6), t
+    reads = {t: [(r.at, r.zeros) for s in net.plan.schedule[t] for r in s.reads if s.area == "B"]
+             for t in range(3)}
+    assert reads[2] == [(1, False)]
+    plan_in = tnnspec.compile(tnnspec.loads(ZERO_INPUT.format(mode="zero_input", from_step=from_step))).plan
+    stand_ins = {t: [(r.at, r.zeros) for s in plan_in.schedule[t] for r in s.reads if s.area == "B"]
+                 for t in range(3)}
+    assert stand_ins == {0: [(-1, True)] if from_step == 0 else [], 1: [(0, True)], 2: [(1, False)]}
+    assert "A__B[zeros]" in str(plan_in) and plan_in.history["A"] == 1
+    assert all(s.constant for t in (0, 1) for s in plan_in.schedule[t] if s.area == "B")
+
+
 def test_run_time_steps_override_and_sequence_inputs():
     text = """
 tnnspec: "1.0"

@@ -136,14 +136,14 @@ def test_convrnn_time_and_arrival(path):
     assert (sched.type, sched.on, sched.off, sched.blank) == ("on_off", 0, 12, 0.5)
     assert spec.time.steps == (16 if path in SHALLOW else 17)
     assert spec.time.dt_ms == 10
-    assert all(a.before_arrival == "zero_drive" for a in spec.areas.values())
+    assert all(a.before_arrival == "zero_input" for a in spec.areas.values())
     plan = tnnspec.compile(small(spec, *SMALL[path.stem])).plan
     delays = dict(zip(((e.source, e.target) for e in spec.edges), plan.delays))
     assert delays[("image", "conv1")] == 0
     assert all(d == 1 for (s, _), d in delays.items() if s != "image")
     expected = tnn_first_driven_steps(spec)
     assert {a: plan.arrival[a] for a in spec.areas} == expected
-    # zero_drive: every area computes at every step, as in tnn
+    # zero_input: every area computes at every step, as in tnn
     assert all(len(step) == len(spec.areas) for step in plan.schedule)
 
 

@@ -266,7 +266,8 @@ class Network(nn.Module):
             states = {n: _detach(s) for n, s in states.items()}
         frames = {name: self._frame(name, inp, t, run.blanks) for name, inp in run.xs.items()}
         frames.update({a: by_step[t] for a, by_step in run.folded.items() if t in by_step})
-        past = {(r.source, r.at): outputs[r.source][r.at] for s in area_steps for r in s.reads if r.at < t}
+        past = {(r.source, r.at): outputs[r.source][r.at] for s in area_steps for r in s.reads
+                if r.at < t and not r.zeros}
         past.update({(s.area, t - 1): outputs[s.area][t - 1] for s in area_steps if s.reuse})
         wanted = tuple(n for n, h in self.readouts.items() if keep is None or t in keep or h.cumulative)
         args = (t, area_steps, past, states, kept, frames, run.zero, wanted, plan.kept_terms, run.reuse)
@@ -423,7 +424,10 @@ class Network(nn.Module):
             if read.reuse and reuse:  # time-invariant term: the one delivered last time, exactly
                 y = kept[read.edge]
             else:
-                source = current[read.source] if read.at == t else past[(read.source, read.at)]
+                if read.zeros:  # a zero_input area's stand-in for a source without output yet
+                    source = zero("out:" + read.source, self.plan.shapes.of(read.source))
+                else:
+                    source = current[read.source] if read.at == t else past[(read.source, read.at)]
                 y = edges[read.name](source, t)
                 if read.edge in keep_terms and reuse:
                     kept[read.edge] = y

@@ -16,12 +16,14 @@ import networkx as nx
 from ..spec.models import BOTTOM_UP, DRIVING, Spec
 from .checks import edge_names
 from .shapes import Shapes, infer_shapes
-from .timing import active, arrival_steps, default_steps, delivers, edge_delays
+from .timing import active, arrival_steps, default_steps, delivers, edge_delays, stands_in
 
 
 @dataclass(frozen=True)
 class Read:
-    """Edge ``edge`` delivers into its target the output of ``source`` from step ``at``."""
+    """Edge ``edge`` delivers into its target the output of ``source`` from step ``at``; with
+    ``zeros``, its transform of an all-zero output of ``source`` instead (a ``zero_input`` target
+    whose source has no output at ``at``: before step 0, or silent)."""
 
     edge: int
     name: str
@@ -29,6 +31,7 @@ class Read:
     role: str  # 'bottom_up', 'recurrent' (lateral/feedback), 'gain', 'relative_gain', 'divide'
     at: int
     reuse: bool = False  # the term equals the one this edge delivered at the previous step
+    zeros: bool = False  # the transform of zeros shaped like the source's output (rule 4)
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ class Plan:
             lines.append(f"t={t}:")
             active_areas = {s.area for s in step}
             for s in step:
-                terms = ", ".join(f"{r.name}[{r.source}@t{r.at}]"
+                terms = ", ".join(f"{r.name}[" + ("zeros" if r.zeros else f"{r.source}@t{r.at}") + "]"
                                   + ("" if r.role in ("bottom_up", "recurrent") else f"({r.role})")
                                   + (" (reused)" if r.reuse else "") for r in s.reads)
                 drive = terms or "zero drive"
@@ -142,7 +145,7 @@ def prune(plan: Plan, spec: Spec, demand: set[tuple[str, int]]) -> Plan:
                 needed.update((s.area, u) for u in range(t))
             elif any(r.reuse for r in s.reads):  # the kept term is computed at an earlier update
                 needed.add((s.area, t - 1))
-            needed.update((r.source, r.at) for r in s.reads)
+            needed.update((r.source, r.at) for r in s.reads if not r.zeros)
     schedule = tuple(tuple(s for s in step if (s.area, t) in needed) for t, step in enumerate(plan.schedule))
     return replace(plan, schedule=schedule, order=plan.order)
 
@@ -159,7 +162,8 @@ def _foldable(spec: Spec, schedule, pure, incoming) -> set[str]:
     return {a for a, ss in steps.items()
             if pure[a] and spec.areas[a].combine != "multiplicative"
             and all(len(s.reads) == len(incoming[a]) and s.reads
-                    and all(r.source in sequences and r.role == "bottom_up" for r in s.reads) for s in ss)}
+                    and all(r.source in sequences and r.role == "bottom_up" and not r.zeros for r in s.reads)
+                    for s in ss)}
 
 
 def _pure_ops(chain) -> bool:
@@ -222,11 +226,13 @@ def build_plan(spec: Spec, steps: int | None = None) -> Plan:
             if not active(spec, arrival, a, t):
                 previous.pop(a, None)
                 continue
-            reads = tuple(Read(i, names[i], spec.edges[i].source, _role(spec.edges[i]), t - delays[i])
-                          for i in incoming[a] if delivers(spec, arrival, i, delays[i], t))
+            reads = tuple(Read(i, names[i], spec.edges[i].source, _role(spec.edges[i]), t - delays[i],
+                               zeros=not delivers(spec, arrival, i, delays[i], t))
+                          for i in incoming[a] if delivers(spec, arrival, i, delays[i], t)
+                          or stands_in(spec, arrival, i, delays[i], t))
             before = previous.get(a)
-            invariant = [before is not None and r.at >= 1 and same[r.source][r.at]
-                         and any(b.edge == r.edge for b in before.reads) for r in reads]
+            invariant = [before is not None and not r.zeros and r.at >= 1 and same[r.source][r.at]
+                         and any(b.edge == r.edge and not b.zeros for b in before.reads) for r in reads]
             reuse = (pure[a] and before is not None and [r.edge for r in before.reads] == [r.edge for r in reads]
                      and all(invariant))
             if reuse:
@@ -236,8 +242,9 @@ def build_plan(spec: Spec, steps: int | None = None) -> Plan:
                 reads = tuple(replace(r, reuse=True) if inv and pure_edge[r.edge] else r
                               for r, inv in zip(reads, invariant))
             for r in reads:
-                history[r.source] = max(history.get(r.source, 0), t - r.at)
-            const = (all(constant.get((r.source, r.at), True) for r in reads)
+                if not r.zeros:
+                    history[r.source] = max(history.get(r.source, 0), t - r.at)
+            const = (all(r.zeros or constant.get((r.source, r.at), True) for r in reads)
                      and (state_constant[a] or a not in stateful))
             constant[(a, t)] = state_constant[a] = const
             previous[a] = AreaStep(a, reads, reuse, constant=const)

@@ -6,9 +6,11 @@
    edges (feedforward, lateral, feedback, skip), honouring each edge's delay and ``from_step``.
 3. Delivery: edge e (source s, delay d) delivers at step t iff t >= from_step, t - d >= 0 and s
    is active at t - d (inputs always are; an area is active from its arrival step, or from step 0
-   when it is ``zero_drive``).
+   when it is ``zero_drive`` or ``zero_input``).
 4. Computation: an area computes at step t iff it is active at t; a silent area outputs exactly
-   zero before its arrival step.
+   zero before its arrival step. Into a ``zero_input`` area, an edge that does not deliver at a
+   step t >= from_step only because its source has no output at t - d (t - d < 0, or a silent
+   source before its arrival) delivers its transform of an all-zero source output instead.
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ def active(spec: Spec, arrival: dict[str, int | None], node: str, step: int) -> 
     if node in spec.inputs:
         return True
     area = spec.areas[node]
-    if area.before_arrival == "zero_drive":
+    if area.before_arrival != "silent":
         return True
     a = arrival[node]
     return a is not None and step >= a
@@ -106,6 +108,14 @@ def delivers(spec: Spec, arrival, index: int, delay: int, step: int) -> bool:
     """Rule 3: whether edge ``index`` delivers a term at ``step``."""
     edge = spec.edges[index]
     return step >= edge.from_step and active(spec, arrival, edge.source, step - delay)
+
+
+def stands_in(spec: Spec, arrival, index: int, delay: int, step: int) -> bool:
+    """Rule 4: whether edge ``index`` delivers its transform of an all-zero source output at
+    ``step`` (its target is ``zero_input`` and only the source's missing output stops delivery)."""
+    edge = spec.edges[index]
+    return (spec.areas[edge.target].before_arrival == "zero_input" and step >= edge.from_step
+            and not active(spec, arrival, edge.source, step - delay))
 
 
 def default_steps(spec: Spec, arrival: dict[str, int | None]) -> int:

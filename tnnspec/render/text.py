@@ -76,8 +76,8 @@ def text_summary(spec: Spec, steps: int | None = None) -> str:
                     bits.append("level inferred")
                 arrival = plan.arrival.get(n)
                 bits.append("never reached" if arrival is None else f"arrives t={arrival}")
-                if area.before_arrival == "zero_drive":
-                    bits.append("zero drive before arrival")
+                if area.before_arrival != "silent":
+                    bits.append(area.before_arrival.replace("_", " ") + " before arrival")
                 lines.append(f"  {n:<{width}}  " + ", ".join(bits))
             for i, e in enumerate(spec.edges):
                 if e.target == n:

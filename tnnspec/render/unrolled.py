@@ -4,10 +4,11 @@ One column per step ``t = 0 .. T-1``, one row per input or area (ordered by hier
 inputs at the bottom), a node per (area, step), and exactly one arrow per delivered signal
 in ``plan.schedule``: a :class:`~tnnspec.graph.plan.Read` of ``source`` at step ``at`` into
 ``area`` at step ``t`` is an arrow from cell ``(source, at)`` to cell ``(area, t)`` — within a
-column for delay 0, across ``d`` columns for delay ``d``.
+column for delay 0, across ``d`` columns for delay ``d``. A ``zeros`` read (a ``zero_input``
+area's stand-in for a source without output) has no source cell and no arrow.
 
-Cells: an area that computes is white; one that computes on a zero drive before its arrival
-step (``before_arrival: zero_drive``) has a dashed outline; a silent one (not in the plan's
+Cells: an area that computes is white; one that computes before its arrival step
+(``before_arrival: zero_drive`` or ``zero_input``) has a dashed outline; a silent one (not in the plan's
 step) is greyed. Input cells are yellow, white when an ``on_off`` schedule shows a blank frame.
 
 Every node and every arrow is placed here (positions in points): an arrow is straight unless
@@ -60,7 +61,8 @@ def read_edge_id(name: str, step: int) -> str:
 
 
 def cell_states(spec: Spec, plan: Plan) -> dict[tuple[str, int], str]:
-    """(area, step) -> 'active', 'zero_drive' (computes on zero drive before arrival) or 'silent'."""
+    """(area, step) -> 'active', 'zero_drive' (computes before arrival: ``zero_drive`` or
+    ``zero_input``) or 'silent'."""
     out: dict[tuple[str, int], str] = {}
     for t, step in enumerate(plan.schedule):
         computing = {s.area for s in step}
@@ -141,6 +143,8 @@ def unrolled(spec: Spec, steps: int | None = None, *, legend: bool = True,
     for t, step in enumerate(plan.schedule):
         for s in step:
             for read in s.reads:
+                if read.zeros:  # a stand-in for a source without output: no cell to draw from
+                    continue
                 e = spec.edges[read.edge]
                 attrs = edge_style(spec, read.edge, weights=False)
                 used.append("lateral_between" if e.type == "lateral" and e.source != e.target else e.type)

@@ -160,9 +160,12 @@ class Area(Strict):
     channels: int = Field(..., gt=0, description="output channels (features) of the area")
     level: float | None = Field(None, description="hierarchy level (Felleman–Van Essen style); inputs are level 0")
     group: str | None = Field(None, description="stream or lobe for diagrams, e.g. ventral, dorsal, frontal")
-    before_arrival: Literal["silent", "zero_drive"] = Field("silent", description=(
-        "before any input can reach the area: 'silent' (output exactly zero, nothing computed) or "
-        "'zero_drive' (cell and ops run on an all-zero drive, as CORnet and tnn do)"))
+    before_arrival: Literal["silent", "zero_drive", "zero_input"] = Field("silent", description=(
+        "before any input can reach the area: 'silent' (output exactly zero, nothing computed), "
+        "'zero_drive' (active from step 0; cell and ops run on an all-zero drive when no term is "
+        "delivered, as CORnet does) or 'zero_input' (active from step 0; an incoming edge whose "
+        "source has no output yet delivers its transform of an all-zero source output, as tnn's "
+        "t = 0 stand-ins)"))
     combine: Literal["sum", "concat", "multiplicative"] = Field("sum", description=(
         "how driving contributions meet: 'sum', 'concat' (channels, in edge order) or "
         "'multiplicative' (b * (1 + l + t): bottom-up times one plus lateral and top-down)"))
