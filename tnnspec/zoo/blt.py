@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import Mapping
 
-from .registry import WeightError, register_converter
+from .registry import register_converter, rename
 
 #: Original key -> compiled key, for BLT_net_64 (both interaction modes).
 BLT_NET_64_MAP: dict[str, str] = {
@@ -81,19 +81,6 @@ SPOERER2017_MAPS: dict[str, dict[str, str]] = {
     "spoerer2017_bt": _spoerer2017_map(False, True),
     "spoerer2017_blt": _spoerer2017_map(True, True),
 }
-
-
-def rename(state: Mapping, mapping: Mapping[str, str], drop: tuple[str, ...] = (), model: str = "") -> dict:
-    """``state`` with its keys renamed by ``mapping``; keys in ``drop`` are left out.
-
-    Raises :class:`WeightError` for keys neither mapped nor dropped, and for mapped keys that
-    are missing.
-    """
-    unknown = sorted(k for k in state if k not in mapping and k not in drop)
-    missing = sorted(k for k in mapping if k not in state)
-    if unknown or missing:
-        raise WeightError(f"{model} state dict: unknown keys {unknown}, missing keys {missing}")
-    return {mapping[k]: v for k, v in state.items() if k in mapping}
 
 
 @register_converter("blt_net_64", "blt_net_64_additive")

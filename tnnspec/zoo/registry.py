@@ -31,6 +31,19 @@ def strip_prefix(state: Mapping, prefix: str = "module.") -> dict:
     return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}
 
 
+def rename(state: Mapping, mapping: Mapping[str, str], drop: tuple[str, ...] = (), model: str = "") -> dict:
+    """``state`` with its keys renamed by ``mapping``; keys in ``drop`` are left out.
+
+    Raises :class:`WeightError` for keys neither mapped nor dropped, and for mapped keys that
+    are missing.
+    """
+    unknown = sorted(k for k in state if k not in mapping and k not in drop)
+    missing = sorted(k for k in mapping if k not in state)
+    if unknown or missing:
+        raise WeightError(f"{model} state dict: unknown keys {unknown}, missing keys {missing}")
+    return {mapping[k]: v for k, v in state.items() if k in mapping}
+
+
 def convert_weights(name: str, state_dict: Mapping, check: bool = True) -> dict:
     """Map a published ``state_dict`` of zoo model ``name`` onto the compiled model's names.
 
