@@ -38,6 +38,8 @@ def _spec(name):
         spec = zoo.load(name)
         return spec.model_copy(update={"inputs": {k: v.model_copy(update={"shape": [3, 64, 64]})
                                                   for k, v in spec.inputs.items()}})
+    if name == "stand_ins":  # zero_input: edge transforms of zero source outputs (tnn's t = 0)
+        return tnnspec.loads(BN_ZERO_DRIVE.replace("zero_drive", "zero_input"))
     return tnnspec.loads(BN_ZERO_DRIVE)
 
 
@@ -69,7 +71,7 @@ def _same(a, b):
         assert torch.equal(a.areas[k], b.areas[k]), k
 
 
-@pytest.mark.parametrize("name", ["cornet_rt", "constants_with_buffers"])
+@pytest.mark.parametrize("name", ["cornet_rt", "constants_with_buffers", "stand_ins"])
 def test_kept_updates_give_bit_identical_outputs_with_fewer_updates(name):
     plain, cached = _pair(name)
     calls = _count(cached)
@@ -116,7 +118,7 @@ def _statistics(net):
         _edit_in_place(net)
 
 
-@pytest.mark.parametrize("name", ["cornet_rt", "constants_with_buffers"])
+@pytest.mark.parametrize("name", ["cornet_rt", "constants_with_buffers", "stand_ins"])
 @pytest.mark.parametrize("change", [_edit_in_place, _lesion_through_data, _statistics], ids=lambda f: f.__name__)
 def test_any_change_to_what_they_read_recomputes_them(name, change):
     plain, cached = _pair(name)

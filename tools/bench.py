@@ -6,9 +6,12 @@ Each pair runs with the same weights (converted with tnnspec.zoo.convert_weights
 threads and inputs, in eval mode; times are medians of repeated runs after warm-up, the
 variants timed in alternating rounds. Ratios are compiled / reference (below 1: tnnspec is
 faster), for the call that returns what the reference returns (CORnet: the last step's
-logits, ``readout_steps="last"``; BLT: every step), with default options and with
-``channels_last=True, fuse_batchnorm=True``; the every-step ratio of the CORnets is reported too. Also: the gain
-of time-invariant hoisting over a dense unroll on a ConvRNN-style net with a feedforward stem, and
+logits, ``readout_steps="last"``; BLT and the ConvRNN gru_shallow: every step), with default
+options, unpacked (``packed_weights="off"``) and with the options equal to float rounding
+(``packed_weights="fast"``, ``fuse_batchnorm``, ``share_constants``); the every-step ratio of
+the CORnets is reported too. Also: the gain of time-invariant hoisting over a dense unroll on
+a ConvRNN-style net with a feedforward stem, FLOP rates against a GEMM, memory with activation
+checkpointing, and
 validate+compile time of the Markov macaque graph and of generated graphs of growing size.
 The last line is ``worst ratio compiled/reference: X.XX``. Timings are never asserted in tests.
 """
@@ -65,6 +68,7 @@ def _pair(name: str, size: int | None, **options):
     """(reference module, compiled network, reference forward, the call arguments that make the
     network return what the reference returns), with shared weights."""
     from references.blt_ccn23 import BLTNet64
+    from references.convrnn import GRUShallow
     from references.cornet import CORnetRT, CORnetS
 
     spec = zoo.load(name)
@@ -81,6 +85,9 @@ def _pair(name: str, size: int | None, **options):
     elif name == "blt_net_64":
         ref = BLTNet64(interaction="multiplicative", times=spec.time.steps)
         same = {}  # log-probabilities at every step
+    elif name == "convrnn_shallow_gru":
+        ref = GRUShallow(times=spec.time.steps)
+        same = {}  # logits at every step
     else:
         raise KeyError(name)
     net = tnnspec.compile(spec, **options)
@@ -103,7 +110,7 @@ NETS_B8: dict = {}  # model -> (compiled nets, the same-output call, forward sec
 
 def bench_pairs(quick: bool) -> list[dict]:
     """Forward (inference mode) and forward+backward against the reference. ``tnn``: the call that
-    returns what the reference returns (CORnet: the last step's logits; BLT: every step), default
+    returns what the reference returns (CORnet: the last step's logits; BLT, ConvRNN: every step), default
     options (which pack conv weights exactly: ``packed_weights="exact"``); ``unpacked``: the same
     with ``packed_weights="off"`` (forward only); ``all``: readouts at every step; ``opt``: as
     ``tnn`` with the speed options that are equal to float rounding — ``packed_weights="fast"``,
@@ -111,7 +118,9 @@ def bench_pairs(quick: bool) -> list[dict]:
     input-independent updates)."""
     cases = [("cornet_rt", 224, (1,) if quick else (1, 8)),
              ("cornet_s", 224, (1,) if quick else (1, 8)),
-             ("blt_net_64", None, (4,) if quick else (4, 8))]
+             ("blt_net_64", None, (4,) if quick else (4, 8)),
+             # 112 px: at 224 px a batch-8 forward of the reference takes ~40 s on 2 cores
+             ("convrnn_shallow_gru", 112, (1,) if quick else (1, 4))]
     repeats = 5 if quick else 10
     rows = []
     for name, size, batches in cases:
@@ -128,7 +137,7 @@ def bench_pairs(quick: bool) -> list[dict]:
             with torch.inference_mode():
                 row.update({f"{k}_fwd_s": v for k, v in
                             interleaved({**fwd, "unpacked": lambda: unpacked(x, **same)}, repeats).items()})
-            if not (quick and name == "cornet_s"):
+            if not (quick and name in ("cornet_s", "convrnn_shallow_gru")):
                 if share is not None:
                     fwd["share"] = lambda: share(x, **same)
                 bwd = {k: (lambda f=f: _loss(f()).backward()) for k, f in fwd.items() if k in ("ref", "tnn", "share")}

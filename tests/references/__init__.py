@@ -8,4 +8,5 @@ published checkpoints load with ``strict=True``.
 - :mod:`.cornet` -- CORnet-Z, -R, -RT, -S (dicarlolab/CORnet).
 - :mod:`.blt_ccn23` -- BLT_net_64 (KietzmannLab/BLT-pytorch-CCN23).
 - :mod:`.blt_spoerer2017` -- B, BL, BT, BLT of Spoerer, McClure & Kriegeskorte 2017 (paper-level).
+- :mod:`.convrnn` -- ConvRNN ``gru_shallow`` (neuroailab/convrnns; own key names).
 """
