@@ -42,7 +42,7 @@ def shortcuts(monkeypatch):
 
 
 def _no_shortcut(monkeypatch):
-    monkeypatch.setattr(packing.Conv2d, "_zero_shortcut", lambda self, *a: False)
+    monkeypatch.setattr(packing.Conv2d, "_zero_shortcut", lambda self, *a: None)
 
 
 GEOMETRIES = [  # (kernel, stride, padding, dilation, groups, bias, hw)
@@ -85,6 +85,16 @@ def test_the_conv_runs_where_the_shortcut_would_not_be_exact(shortcuts):
         want = F.conv2d(torch.zeros(2, 4, 6, 6), conv.weight, conv.bias, padding=1)
         assert out[:, 0].isnan().any() and not shortcuts
         torch.testing.assert_close(out, want, rtol=0, atol=0, equal_nan=True)
+        # infinities (the weights' sum is inf, or NaN for +inf and -inf) and finite weights whose
+        # sum overflows: the conv runs (the shortcut checks finiteness through that sum)
+        for values in ([float("inf")], [float("inf"), -float("inf")], [3e38, 3e38]):
+            conv.weight[0, 0, 0, 0] = 1.0
+            conv.weight.view(-1)[: len(values)] = torch.tensor(values)
+            out = conv(x)
+            want = F.conv2d(torch.zeros(2, 4, 6, 6), conv.weight, conv.bias, padding=1)
+            torch.testing.assert_close(out, want, rtol=0, atol=0, equal_nan=True)
+            assert not shortcuts, values
+        conv.weight.view(-1)[:2] = 0.5
         conv.weight[0, 0, 0, 0] = 1.0
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert conv(x).dtype == torch.bfloat16 and not shortcuts

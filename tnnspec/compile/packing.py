@@ -24,7 +24,7 @@ this PyTorch build has the oneDNN ops; everything else runs the plain conv. ``Tr
 ``"exact"``, ``False`` ``"off"``.
 
 **Convolutions of all-zero inputs** (an area run on an all-zero drive before its input arrives,
-``before_arrival: zero_drive``) are not computed: the output is the bias broadcast (or zeros),
+``before_arrival: zero_drive``, or an edge's transform of a ``zero_input`` stand-in) are not computed: the output is the bias broadcast (or zeros),
 which is exactly what the convolution returns (every product is ±0, and 0 + b = b). This holds
 for finite weights, so a weight with an inf or NaN runs the convolution; with gradients the
 weight is tied to the output by ``+ 0·Σw``, so it still receives its (all-zero) gradient, and a
@@ -90,8 +90,10 @@ class Conv2d(nn.Conv2d):
 
     def conv_at(self, x: Tensor, weight: Tensor, bias: Tensor | None, stride=None) -> Tensor:
         stride = self.stride if stride is None else tuple(stride)
-        if not torch.compiler.is_compiling() and getattr(x, _ZERO, False) and self._zero_shortcut(x, weight, bias):
-            return self._conv_of_zeros(x, weight, bias, stride)
+        if not torch.compiler.is_compiling() and getattr(x, _ZERO, False):
+            total = self._zero_shortcut(x, weight, bias)
+            if total is not None:
+                return self._conv_of_zeros(x, weight, bias, stride, total)
         how = self.packed_weights
         if how != "off" and self._packable(x, weight, how):
             if how == "fast":
@@ -105,13 +107,18 @@ class Conv2d(nn.Conv2d):
     def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         return self.conv_at(input, weight, bias)
 
-    def _zero_shortcut(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
-        return (x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
-                and not (bias is not None and bias.requires_grad and torch.is_grad_enabled())
-                and bool(torch.isfinite(weight).all()))
+    def _zero_shortcut(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor | None:
+        """The weight's sum when the convolution of the all-zero ``x`` may be skipped, else None.
+        A finite sum means finite weights: an inf or NaN element makes the sum inf or NaN (and
+        a sum that overflows only makes the convolution run). One pass over the weight."""
+        if (x.device.type != "cpu" or torch.is_autocast_enabled("cpu")
+                or (bias is not None and bias.requires_grad and torch.is_grad_enabled())):
+            return None
+        total = weight.sum()
+        return total if bool(torch.isfinite(total)) else None
 
-    def _conv_of_zeros(self, x: Tensor, weight: Tensor, bias: Tensor | None, stride) -> Tensor:
-        """What the convolution returns for an all-zero ``x`` with finite weights."""
+    def _conv_of_zeros(self, x: Tensor, weight: Tensor, bias: Tensor | None, stride, total: Tensor) -> Tensor:
+        """What the convolution returns for an all-zero ``x`` with finite weights (``total``: their sum)."""
         size = [x.shape[0], weight.shape[0]]
         for i, n in enumerate(x.shape[2:]):
             k = self.dilation[i] * (weight.shape[2 + i] - 1) + 1
@@ -125,7 +132,7 @@ class Conv2d(nn.Conv2d):
         else:
             out = bias.detach().to(weight.dtype).reshape(1, -1, *([1] * (len(size) - 2))).expand(size).contiguous()
         if torch.is_grad_enabled() and weight.requires_grad:
-            out = out + weight.sum() * 0.0  # finite weights: adds exact zeros; the weight gets its gradient
+            out = out + total * 0.0  # finite weights: adds exact zeros; the weight gets its gradient
         return out
 
     def _packable(self, x: Tensor, weight: Tensor, how: str) -> bool:
