@@ -240,6 +240,58 @@ def bench_memory() -> list[dict]:
     return rows
 
 
+_PAIR_MEMORY_PROBE = r"""
+import sys, torch
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tools", sys.argv[1] + "/tests"]
+import bench
+name, size, batch, side, kind = sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6]
+ref, net, ref_fwd, same = bench._pair(name, None if size == "None" else int(size))
+x = net.example_inputs(batch)
+model, fn = (ref, lambda: ref_fwd(x)) if side == "ref" else (net, lambda: net(x, **same))
+def call():
+    if kind == "fwd":
+        with torch.inference_mode():
+            fn()
+    else:
+        bench._loss(fn()).backward()
+def status_mb(key):  # VmRSS now / VmHWM (peak)
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key + ":")) / 1024
+call()  # one-off allocations (thread pools, packed weights, kept constants, gradient buffers)
+model.zero_grad(set_to_none=False)
+with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM to the current RSS
+    f.write("5")
+before = status_mb("VmRSS")
+call()
+print(status_mb("VmHWM") - before)
+"""
+
+PAIR_MEMORY_CASES = (("cornet_rt", 224, 8), ("cornet_s", 224, 8), ("blt_net_64", None, 8),
+                     ("convrnn_shallow_gru", 112, 4))
+
+
+def bench_pair_memory() -> list[dict]:
+    """Peak extra memory of one call of each model pair (forward in inference mode, and
+    forward+backward), the reference against tnnspec's default call that returns the same: each in
+    a fresh process, after a warm-up call, peak RSS (VmHWM) minus RSS before the call."""
+    import subprocess
+
+    rows = []
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")  # freed tensors leave RSS
+    for name, size, batch in PAIR_MEMORY_CASES:
+        row = {"model": name, "batch": batch}
+        for kind in ("fwd", "fwdbwd"):
+            for side in ("ref", "tnn"):
+                out = subprocess.run([sys.executable, "-c", _PAIR_MEMORY_PROBE, str(ROOT), name, str(size), str(batch),
+                                      side, kind], capture_output=True, text=True, cwd=ROOT, env=env)
+                row[f"{side}_{kind}_mb"] = (float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0
+                                            else float("nan"))
+        rows.append(row)
+        print(f"  {name:<20} b{batch}: forward {row['ref_fwd_mb']:.0f} MB (reference) vs {row['tnn_fwd_mb']:.0f} MB, "
+              f"forward+backward {row['ref_fwdbwd_mb']:.0f} vs {row['tnn_fwdbwd_mb']:.0f} MB", flush=True)
+    return rows
+
+
 def bench_flops(pairs_net) -> dict:
     """Achieved GFLOP/s of compiled CORnet-RT inference at batch 8 against a float32 GEMM."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -390,12 +442,14 @@ def main() -> int:
     hoist = bench_hoisting(args.quick)
     print("validate + compile:")
     compile_rows = bench_compile_times(args.quick)
-    flops = memory = None
+    flops = memory = pair_memory = None
     if not args.quick:
         print("arithmetic rate:")
         flops = bench_flops(NETS_B8)
         print("memory with per-step activation checkpointing:")
         memory = bench_memory()
+        print("peak extra memory of one call (fresh processes):")
+        pair_memory = bench_pair_memory()
     compiled_rows = None
     if args.torch_compile:
         print("through torch.compile:")
@@ -407,6 +461,7 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"info": info, "pairs": pairs, "hoisting": hoist,
                                                "compile": compile_rows, "flops": flops, "memory": memory,
+                                               "pair_memory": pair_memory,
                                                "torch_compile": compiled_rows,
                                                "peak_rss_mb": peak_mb}, indent=2, default=str))
     print(f"worst forward ratio with packed_weights, fuse_batchnorm, share_constants: {worst_opt:.2f}")
