@@ -299,6 +299,10 @@ def test_time_invariant_hoisting_is_exact(schedule):
     spec = tnnspec.loads(STEM.format(schedule=schedule))
     hoisted, plain = tnnspec.compile(spec), tnnspec.compile(spec, hoist=False)
     plain.load_state_dict(hoisted.state_dict())
+    input_convs = {}
+    for key, net in (("hoisted", hoisted), ("plain", plain)):  # the GRU's input conv, x -> [r; u; c]
+        net.areas["R"].cell.input_conv.register_forward_hook(
+            lambda *a, key=key: input_convs.__setitem__(key, input_convs.get(key, 0) + 1))
     x = hoisted.example_inputs(2)
     a = hoisted(x, record=tuple(spec.areas))
     b = plain(x, record=tuple(spec.areas))
@@ -306,12 +310,36 @@ def test_time_invariant_hoisting_is_exact(schedule):
         assert torch.equal(a.areas[name], b.areas[name]), name
     assert torch.equal(a.readouts["y"], b.readouts["y"])
     reused = {(t, s.area) for t, step in enumerate(hoisted.plan.schedule) for s in step if s.reuse}
+    drive_reused = {t for t, step in enumerate(hoisted.plan.schedule) for s in step if s.drive_reuse}
+    assert input_convs["plain"] == 5  # R computes from its arrival at t = 1
     if schedule == "static":  # stems are computed once; the GRU and what follows it never reuse
         assert reused == {(t, "S1") for t in range(1, 6)} | {(t, "S2") for t in range(2, 6)}
+        # the GRU's drive (S2's term) is unchanged from t = 2: its input conv runs at t = 1 only
+        assert drive_reused == {2, 3, 4, 5} and hoisted.plan.kept_drives == {"R"}
+        assert input_convs["hoisted"] == 1 and "(drive reused)" in str(hoisted.plan)
     elif schedule == "sequence":
-        assert reused == set()
+        assert reused == set() and drive_reused == set() and input_convs["hoisted"] == 5
     else:  # the frame changes at t=3 (blank): S1 recomputes there, S2 one step later
         assert (3, "S1") not in reused and (4, "S2") not in reused and (4, "S1") in reused
+
+
+@pytest.mark.parametrize("cell", ["simple_rnn", "gru", "lstm", "ugrnn", "intersection_rnn"])
+def test_a_recurring_drive_reuses_the_cells_input_term_exactly(cell):
+    """Conv RNN cells compute their input conv once while their drive is unchanged (static
+    image): outputs bit-identical to recomputing it, gradients equal to rounding."""
+    spec = tnnspec.loads(STEM.format(schedule="static").replace("type: gru", f"type: {cell}"))
+    hoisted, plain = tnnspec.compile(spec), tnnspec.compile(spec, hoist=False)
+    plain.load_state_dict(hoisted.state_dict())
+    calls = []
+    hoisted.areas["R"].cell.input_conv.register_forward_hook(lambda *a: calls.append(1))
+    x = hoisted.example_inputs(2)
+    a, b = hoisted(x, record=("R",)), plain(x, record=("R",))
+    assert len(calls) == 1 and torch.equal(a.areas["R"], b.areas["R"])
+    assert torch.equal(a.readouts["y"], b.readouts["y"])
+    a.readouts["y"].square().sum().backward()
+    b.readouts["y"].square().sum().backward()
+    for (name, p), q in zip(hoisted.named_parameters(), plain.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=name)
 
 
 def test_time_folding_matches_the_step_by_step_run():
@@ -384,6 +412,7 @@ def test_hoisting_keeps_outputs_and_gradients_with_tbptt_and_checkpointing(optio
     plain.load_state_dict(hoisted.state_dict())
     plan = hoisted.plan
     assert plan.reused_terms > 0 and plan.kept_terms == {2}  # S2 -> R's conv, from t=3 on
+    assert plan.kept_drives == {"R"}  # and the GRU's input conv of that term
     x = hoisted.example_inputs(2)
     runs = []
     for net in (hoisted, plain):

@@ -142,10 +142,12 @@ class AdditiveStateCell(Cell):
 
 
 class _ConvRNNCell(Cell):
-    """``input_conv`` (C_in -> blocks·C, bias) and ``hidden_conv`` (C -> hidden_blocks·C)."""
+    """``input_conv`` (C_in -> blocks·C, bias) and ``hidden_conv`` (C -> hidden_blocks·C).
+    The input term is ``input_conv(drive)``."""
 
     blocks = 1
     hidden_blocks = 1
+    has_input_term = True
 
     def __init__(self, params, drive_shape, out_shape, steps):
         super().__init__(params, drive_shape, out_shape, steps)
@@ -157,6 +159,9 @@ class _ConvRNNCell(Cell):
     def initial_state(self, drive):
         return _map_zeros(drive, self.channels)
 
+    def input_term(self, drive):
+        return self.input_conv(drive)
+
 
 @builds_cell("simple_rnn")
 class SimpleRNNCell(_ConvRNNCell):
@@ -164,8 +169,8 @@ class SimpleRNNCell(_ConvRNNCell):
         super().__init__(params, drive_shape, out_shape, steps)
         self.act = ACTIVATIONS[params.activation]
 
-    def forward(self, drive, state, step):
-        h = self.act(self.input_conv(drive) + self.hidden_conv(state))
+    def forward(self, drive, state, step, term=None):
+        h = self.act((self.input_conv(drive) if term is None else term) + self.hidden_conv(state))
         return h, h
 
 
@@ -180,8 +185,8 @@ class GRUCell(_ConvRNNCell):
         self.forget_bias = params.forget_bias
         self.candidate_hidden_conv = same_conv(self.channels, self.channels, params.kernel, False)
 
-    def forward(self, drive, state, step):
-        xr, xu, xc = self.input_conv(drive).chunk(3, dim=1)
+    def forward(self, drive, state, step, term=None):
+        xr, xu, xc = (self.input_conv(drive) if term is None else term).chunk(3, dim=1)
         hr, hu = self.hidden_conv(state).chunk(2, dim=1)
         r = torch.sigmoid(xr + hr + self.forget_bias)
         u = torch.sigmoid(xu + hu)
@@ -208,9 +213,9 @@ class LSTMCell(_ConvRNNCell):
     def initial_state(self, drive):
         return (_map_zeros(drive, self.channels), _map_zeros(drive, self.channels))
 
-    def forward(self, drive, state, step):
+    def forward(self, drive, state, step, term=None):
         c, h = state
-        i, j, f, o = (self.input_conv(drive) + self.hidden_conv(h)).chunk(4, dim=1)
+        i, j, f, o = ((self.input_conv(drive) if term is None else term) + self.hidden_conv(h)).chunk(4, dim=1)
         if self.peephole:
             i = i + self.peephole_i * c
             f = f + self.peephole_f * c
@@ -229,8 +234,8 @@ class UGRNNCell(_ConvRNNCell):
         super().__init__(params, drive_shape, out_shape, steps)
         self.forget_bias = params.forget_bias
 
-    def forward(self, drive, state, step):
-        g, c = (self.input_conv(drive) + self.hidden_conv(state)).chunk(2, dim=1)
+    def forward(self, drive, state, step, term=None):
+        g, c = ((self.input_conv(drive) if term is None else term) + self.hidden_conv(state)).chunk(2, dim=1)
         g = torch.sigmoid(g + self.forget_bias)
         h = g * state + (1 - g) * torch.tanh(c)
         return h, h
@@ -245,8 +250,8 @@ class IntersectionRNNCell(_ConvRNNCell):
         super().__init__(params, drive_shape, out_shape, steps)
         self.forget_bias = params.forget_bias
 
-    def forward(self, drive, state, step):
-        gh, hh, gy, yy = (self.input_conv(drive) + self.hidden_conv(state)).chunk(4, dim=1)
+    def forward(self, drive, state, step, term=None):
+        gh, hh, gy, yy = ((self.input_conv(drive) if term is None else term) + self.hidden_conv(state)).chunk(4, dim=1)
         gh = torch.sigmoid(gh + self.forget_bias)
         gy = torch.sigmoid(gy + self.forget_bias)
         h = gh * state + (1 - gh) * torch.tanh(hh)

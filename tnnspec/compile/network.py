@@ -270,7 +270,7 @@ class Network(nn.Module):
                 if r.at < t and not r.zeros}
         past.update({(s.area, t - 1): outputs[s.area][t - 1] for s in area_steps if s.reuse})
         wanted = tuple(n for n, h in self.readouts.items() if keep is None or t in keep or h.cumulative)
-        args = (t, area_steps, past, states, kept, frames, run.zero, wanted, plan.kept_terms, run.reuse)
+        args = (t, area_steps, past, states, kept, frames, run.zero, wanted, plan.kept, run.reuse)
         if self.checkpoint is True and torch.is_grad_enabled():  # ("recursive": see _range)
             current, states, kept, heads = checkpoint(self._step, *args, use_reentrant=False)
         else:
@@ -376,7 +376,8 @@ class Network(nn.Module):
         the heads of the readouts named in ``wanted``).
         ``given`` holds outputs known before the step (input frames, time-folded areas); earlier
         steps are read from ``past`` ((source, step) -> output); ``kept`` holds the last term of
-        each edge in ``keep_terms`` (edge-level hoisting). Mutates none of its arguments, so a
+        each edge in ``keep_terms`` (edge-level hoisting) and the last input term of the cell of
+        each area named there (a reused drive, ``AreaStep.drive_reuse``). Mutates none of its arguments, so a
         step can be recomputed (activation checkpointing). ``reuse``: take the plan's reused
         outputs and terms (time-invariant hoisting) instead of computing them."""
         current = dict(given)
@@ -457,7 +458,12 @@ class Network(nn.Module):
                 state = tree_map(lambda s: _full(s, zero.batch) if isinstance(s, torch.Tensor) else s, state)
         else:
             state = area.cell.initial_state(drive)
-        y, state = area.cell(drive, state, t)
+        if reuse and step.area in keep_terms and area.cell.has_input_term:  # the drive recurs
+            term = kept[step.area] if step.drive_reuse else area.cell.input_term(drive)
+            kept[step.area] = term
+            y, state = area.cell(drive, state, t, term)
+        else:
+            y, state = area.cell(drive, state, t)
         y = area.ops(y, t)
         states[step.area] = area.cell.after_ops(y, state)
         return area.probe(y) if probe else y
@@ -533,7 +539,7 @@ class _RunContext:
 def _ready(plan: Plan) -> Plan:
     """Evaluate the plan's cached properties now, outside any torch.compile region (functools'
     cached_property takes a lock that dynamo cannot trace)."""
-    plan.folded, plan.kept_terms  # noqa: B018
+    plan.folded, plan.kept  # noqa: B018
     return plan
 
 

@@ -44,9 +44,18 @@ class Cell(nn.Module):
     :meth:`initial_state` returned at the area's first computed step. The area's ops are
     applied to ``output``; :meth:`after_ops` may then fold the area's final output into the
     state (CORnet's additive state keeps the area output).
+
+    A cell whose update has a part that depends on the drive alone (a conv RNN's input conv)
+    sets ``has_input_term``, computes that part in :meth:`input_term` and accepts it as
+    ``forward(drive, state, step, term)``: when the drive is the previous step's
+    (``AreaStep.drive_reuse``), the network passes the term it kept instead of recomputing it.
     """
 
     gates: ClassVar[bool] = False
+    has_input_term: ClassVar[bool] = False
+
+    def input_term(self, drive: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
 
     def __init__(self, params: CellParams, drive_shape: Shape, out_shape: Shape, steps: int):
         super().__init__()

@@ -43,13 +43,17 @@ class AreaStep:
     transform), which the executor keeps instead of recomputing. With ``fold`` the area is
     stateless and reads only sequence inputs, so all its steps run as one batched call. With
     ``constant`` the update depends on no input (zero drives, or terms and state of such
-    updates only): its value is the same for every sample of a batch."""
+    updates only): its value is the same for every sample of a batch. With ``drive_reuse``
+    every read is reused and the edges are those of the previous step, so the drive equals the
+    previous step's: the part of a cell's update that depends on the drive alone (a conv RNN's
+    input conv) is the one computed then."""
 
     area: str
     reads: tuple[Read, ...]
     reuse: bool = False
     fold: bool = False  # computed for all its steps in one batched call before the loop
     constant: bool = False  # input-independent: the executor may compute it once for the batch
+    drive_reuse: bool = False  # the drive is the previous step's (every read reused)
 
 
 @dataclass(frozen=True)
@@ -94,9 +98,20 @@ class Plan:
         return sum(1 for s in self.schedule for a in s if not a.reuse for r in a.reads if r.reuse)
 
     @cached_property
+    def kept_drives(self) -> frozenset[str]:
+        """Areas whose drive is reused at some step (the executor keeps their cells' input terms)."""
+        return frozenset(a.area for s in self.schedule for a in s if a.drive_reuse)
+
+    @cached_property
     def kept_terms(self) -> frozenset[int]:
         """Edges whose delivered term the executor keeps for a later step to reuse."""
         return frozenset(r.edge for s in self.schedule for a in s for r in a.reads if r.reuse)
+
+    @cached_property
+    def kept(self) -> frozenset[int | str]:
+        """What the executor keeps for a later step: edge terms (by edge index, ``kept_terms``)
+        and cells' input terms (by area name, ``kept_drives``)."""
+        return self.kept_terms | self.kept_drives
 
     def __str__(self) -> str:
         lines = [f"plan: {self.steps} steps, {len(self.order)} areas, {self.work} area updates"
@@ -113,6 +128,7 @@ class Plan:
                 drive = terms or "zero drive"
                 lines.append(f"  {s.area:<12} <- " + ("same as previous step" if s.reuse else drive)
                              + (" (time-folded)" if s.fold else "")
+                             + (" (drive reused)" if s.drive_reuse and not s.reuse else "")
                              + (" (input-independent)" if s.constant and not s.reuse else ""))
             silent = [a for a in self.order if a not in active_areas]
             if silent:
@@ -247,7 +263,9 @@ def build_plan(spec: Spec, steps: int | None = None) -> Plan:
             const = (all(r.zeros or constant.get((r.source, r.at), True) for r in reads)
                      and (state_constant[a] or a not in stateful))
             constant[(a, t)] = state_constant[a] = const
-            previous[a] = AreaStep(a, reads, reuse, constant=const)
+            drive_reuse = (not reuse and bool(reads) and all(r.reuse for r in reads)
+                           and [r.edge for r in before.reads] == [r.edge for r in reads])
+            previous[a] = AreaStep(a, reads, reuse, constant=const, drive_reuse=drive_reuse)
             step.append(previous[a])
         schedule.append(tuple(step))
     folded = _foldable(spec, schedule, pure, incoming)
