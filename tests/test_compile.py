@@ -323,19 +323,36 @@ def test_time_invariant_hoisting_is_exact(schedule):
         assert (3, "S1") not in reused and (4, "S2") not in reused and (4, "S1") in reused
 
 
-@pytest.mark.parametrize("cell", ["simple_rnn", "gru", "lstm", "ugrnn", "intersection_rnn"])
+RECURRING_DRIVE_CELLS = ["simple_rnn", "gru", "lstm", "ugrnn", "intersection_rnn", "resnet_unit",
+                         "{type: reciprocal_gated_convrnn, input_activation: elu, input_to_out: true}"]
+
+
+@pytest.mark.parametrize("cell", RECURRING_DRIVE_CELLS, ids=lambda c: c.split(",")[0].strip("{").replace("type: ", ""))
 def test_a_recurring_drive_reuses_the_cells_input_term_exactly(cell):
-    """Conv RNN cells compute their input conv once while their drive is unchanged (static
-    image): outputs bit-identical to recomputing it, gradients equal to rounding."""
-    spec = tnnspec.loads(STEM.format(schedule="static").replace("type: gru", f"type: {cell}"))
+    """Cells with an input term (a part of the update that reads only the drive: conv RNNs'
+    input convs) compute it once while their drive is unchanged (static image): outputs
+    bit-identical to recomputing it, gradients equal to rounding."""
+    cell_spec = cell if cell.startswith("{") else f"{{type: {cell}, kernel: 3}}"
+    escaped = cell_spec.replace("{", "{{").replace("}", "}}")  # STEM is a str.format template
+    spec = tnnspec.loads(STEM.replace("{{type: gru, kernel: 3}}", escaped).format(schedule="static"))
+    assert spec.areas["R"].cell.type == cell_spec.split(",")[0].strip("{}").replace("type: ", "")
     hoisted, plain = tnnspec.compile(spec), tnnspec.compile(spec, hoist=False)
     plain.load_state_dict(hoisted.state_dict())
-    calls = []
-    hoisted.areas["R"].cell.input_conv.register_forward_hook(lambda *a: calls.append(1))
+    calls = {"hoisted": 0, "plain": 0}
+    for key, net in (("hoisted", hoisted), ("plain", plain)):
+        cell_module = net.areas["R"].cell
+        assert cell_module.has_input_term
+        real = cell_module.input_term
+
+        def counted(drive, key=key, real=real):
+            calls[key] += 1
+            return real(drive)
+
+        cell_module.input_term = counted
     x = hoisted.example_inputs(2)
     a, b = hoisted(x, record=("R",)), plain(x, record=("R",))
-    assert len(calls) == 1 and torch.equal(a.areas["R"], b.areas["R"])
-    assert torch.equal(a.readouts["y"], b.readouts["y"])
+    assert calls == {"hoisted": 1, "plain": 5}  # R computes at t = 1..5; its drive recurs from t = 2
+    assert torch.equal(a.areas["R"], b.areas["R"]) and torch.equal(a.readouts["y"], b.readouts["y"])
     a.readouts["y"].square().sum().backward()
     b.readouts["y"].square().sum().backward()
     for (name, p), q in zip(hoisted.named_parameters(), plain.parameters()):

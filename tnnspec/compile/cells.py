@@ -170,7 +170,7 @@ class SimpleRNNCell(_ConvRNNCell):
         self.act = ACTIVATIONS[params.activation]
 
     def forward(self, drive, state, step, term=None):
-        h = self.act((self.input_conv(drive) if term is None else term) + self.hidden_conv(state))
+        h = self.act((self.input_term(drive) if term is None else term) + self.hidden_conv(state))
         return h, h
 
 
@@ -186,7 +186,7 @@ class GRUCell(_ConvRNNCell):
         self.candidate_hidden_conv = same_conv(self.channels, self.channels, params.kernel, False)
 
     def forward(self, drive, state, step, term=None):
-        xr, xu, xc = (self.input_conv(drive) if term is None else term).chunk(3, dim=1)
+        xr, xu, xc = (self.input_term(drive) if term is None else term).chunk(3, dim=1)
         hr, hu = self.hidden_conv(state).chunk(2, dim=1)
         r = torch.sigmoid(xr + hr + self.forget_bias)
         u = torch.sigmoid(xu + hu)
@@ -215,7 +215,7 @@ class LSTMCell(_ConvRNNCell):
 
     def forward(self, drive, state, step, term=None):
         c, h = state
-        i, j, f, o = ((self.input_conv(drive) if term is None else term) + self.hidden_conv(h)).chunk(4, dim=1)
+        i, j, f, o = ((self.input_term(drive) if term is None else term) + self.hidden_conv(h)).chunk(4, dim=1)
         if self.peephole:
             i = i + self.peephole_i * c
             f = f + self.peephole_f * c
@@ -235,7 +235,7 @@ class UGRNNCell(_ConvRNNCell):
         self.forget_bias = params.forget_bias
 
     def forward(self, drive, state, step, term=None):
-        g, c = ((self.input_conv(drive) if term is None else term) + self.hidden_conv(state)).chunk(2, dim=1)
+        g, c = ((self.input_term(drive) if term is None else term) + self.hidden_conv(state)).chunk(2, dim=1)
         g = torch.sigmoid(g + self.forget_bias)
         h = g * state + (1 - g) * torch.tanh(c)
         return h, h
@@ -251,7 +251,7 @@ class IntersectionRNNCell(_ConvRNNCell):
         self.forget_bias = params.forget_bias
 
     def forward(self, drive, state, step, term=None):
-        gh, hh, gy, yy = ((self.input_conv(drive) if term is None else term) + self.hidden_conv(state)).chunk(4, dim=1)
+        gh, hh, gy, yy = ((self.input_term(drive) if term is None else term) + self.hidden_conv(state)).chunk(4, dim=1)
         gh = torch.sigmoid(gh + self.forget_bias)
         gy = torch.sigmoid(gy + self.forget_bias)
         h = gh * state + (1 - gh) * torch.tanh(hh)
@@ -287,7 +287,10 @@ class ReciprocalGatedCell(Cell):
 
 @builds_cell("resnet_unit")
 class ResNetUnitCell(Cell):
+    """The input term is the three convs of the drive (``gate_xh``, ``gate_xc``, ``in_xc``)."""
+
     gates = True
+    has_input_term = True
 
     def __init__(self, params: P.ResNetUnit, drive_shape, out_shape, steps):
         super().__init__(params, drive_shape, out_shape, steps)
@@ -299,9 +302,12 @@ class ResNetUnitCell(Cell):
     def initial_state(self, drive):
         return (_map_zeros(drive, self.channels), _map_zeros(drive, self.channels))
 
-    def forward(self, drive, state, step):
+    def input_term(self, drive):
+        return fused_conv([self.gate_xh, self.gate_xc, self.in_xc], drive)
+
+    def forward(self, drive, state, step, term=None):
         h, c = state
-        gxh, gxc, ixc = fused_conv([self.gate_xh, self.gate_xc, self.in_xc], drive)
+        gxh, gxc, ixc = self.input_term(drive) if term is None else term
         ch, cc = fused_conv([self.conv_ch, self.conv_cc], c)
         h_new = self.act(drive + torch.sigmoid(gxh) * h + ch)
         c_new = self.act(torch.sigmoid(gxc) * c + ixc + cc)
@@ -327,7 +333,10 @@ def _temporal(c_in: int, c_out: int, kernel, separable: bool) -> nn.Module:
 
 @builds_cell("reciprocal_gated_convrnn")
 class ReciprocalGatedConvRNNCell(Cell):
+    """The input term is ``(input_to_cell_conv(x), input_to_out_conv(x) or x)``, x = φ_in(drive)."""
+
     gates = True
+    has_input_term = True
 
     def __init__(self, params: P.ReciprocalGatedConvRNN, drive_shape, out_shape, steps):
         super().__init__(params, drive_shape, out_shape, steps)
@@ -354,13 +363,16 @@ class ReciprocalGatedConvRNNCell(Cell):
     def initial_state(self, drive):
         return (_map_zeros(drive, self.cell_channels), _map_zeros(drive, self.channels))
 
-    def forward(self, drive, state, step):
-        c, h = state
+    def input_term(self, drive):
         x = self.input_act(drive)
+        return self.input_to_cell_conv(x), (self.input_to_out_conv(x) if self.input_to_out else x)
+
+    def forward(self, drive, state, step, term=None):
+        c, h = state
+        to_cell, u_h = self.input_term(drive) if term is None else term
         tau_c = self.a_tau + self.k_tau * self.tau_act(self.tau_cc(c))
         gate_c = self.a_gate + self.k_gate * self.gate_act(self.gate_hc(h))
-        c_new = self.act(tau_c * c + gate_c * self.input_to_cell_conv(x))
-        u_h = self.input_to_out_conv(x) if self.input_to_out else x
+        c_new = self.act(tau_c * c + gate_c * to_cell)
         if self.cell_to_out:
             u_h = u_h + self.cell_to_out_conv(c)
         tau_h = self.a_tau + self.k_tau * self.tau_act(self.tau_hh(h))
