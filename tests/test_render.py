@@ -262,10 +262,10 @@ def test_unrolled_one_arrow_per_delivered_signal(spec, steps):
     plan = build_plan(spec, steps)
     d = parse(unrolled(spec, steps))
     reads = [(cell_name(r.source, r.at), cell_name(s.area, t), read_edge_id(r.name, t), spec.edges[r.edge].type)
-             for t, step in enumerate(plan.schedule) for s in step for r in s.reads]
+             for t, step in enumerate(plan.schedule) for s in step for r in s.reads if not r.zeros]
     drawn = [(tail, head, a["id"], a["class"]) for tail, head, a in d.spec_edges()]
     assert sorted(drawn) == sorted(reads)
-    assert len(drawn) == sum(len(s.reads) for step in plan.schedule for s in step)
+    assert len(drawn) == sum(not r.zeros for step in plan.schedule for s in step for r in s.reads)
 
 
 @pytest.mark.parametrize("steps", [None, 8])
@@ -311,6 +311,22 @@ def test_unrolled_grid_columns_are_steps_rows_are_levels(spec):
             if levels[a] < levels[b]:
                 assert y[a] < y[b], (a, b)
     assert d.nodes["_step_0"]["label"].startswith("t=0")
+
+
+def test_zero_input_stand_ins_have_no_arrow_and_their_own_legend():
+    """A zero_input area's stand-in terms (its source has no output yet) come from no cell."""
+    from tnnspec import zoo
+
+    spec = zoo.load("convrnn_shallow_gru")
+    plan = build_plan(spec, 4)
+    stand_ins = [(s.area, t) for t, step in enumerate(plan.schedule) for s in step for r in s.reads if r.zeros]
+    assert ("conv2", 0) in stand_ins and ("imnetds", 0) in stand_ins
+    d = parse(unrolled(spec, 4))
+    heads = {head for _, head, _ in d.spec_edges()}
+    assert cell_name("conv2", 0) not in heads and cell_name("conv2", 1) in heads
+    assert d.nodes[cell_name("conv5", 0)]["class"] == "zero_drive"  # computes before arrival
+    assert "zero inputs (before arrival)" in unrolled(spec, 4).source
+    assert "zero drive (before arrival)" in unrolled(load("streams")).source
 
 
 def test_zero_drive_and_silent_cells_in_streams():

@@ -158,7 +158,8 @@ def unrolled(spec: Spec, steps: int | None = None, *, legend: bool = True,
                        **{"class": e.type}, **attrs)
 
     if legend:
-        _legend(g, used, x0=T * geo.dx - geo.hw + 24, top=(len(rows) - 1) * geo.dy,
+        early = {spec.areas[a].before_arrival for (a, _), state in states.items() if state == "zero_drive"}
+        _legend(g, used, x0=T * geo.dx - geo.hw + 24, top=(len(rows) - 1) * geo.dy, early=early,
                 cells=[state for state in ("active", "zero_drive", "silent") if state in states.values()],
                 blank=blank_frames)
     return g
@@ -261,7 +262,8 @@ def _boundary(true_before, lo: float, hi: float) -> float:
 
 
 def _legend(g: graphviz.Digraph, used: list[str], *, x0: float, top: float, cells: list[str],
-            blank: bool) -> None:
+            blank: bool, early: set[str] = frozenset({"zero_drive"})) -> None:
+    """``early``: the ``before_arrival`` modes of the cells drawn as computing before arrival."""
     entries: list[tuple[str, str, dict]] = []
     for t in EDGE_TYPES:
         if t in used:
@@ -286,8 +288,9 @@ def _legend(g: graphviz.Digraph, used: list[str], *, x0: float, top: float, cell
     y -= 8
     samples = {
         "active": ("computes", dict(fillcolor="white", color="#555555")),
-        "zero_drive": ("zero drive (before arrival)", dict(fillcolor="white", color="#555555",
-                                                           style="rounded,dashed,filled")),
+        "zero_drive": ({"zero_drive": "zero drive", "zero_input": "zero inputs"}.get(
+            next(iter(early)) if len(early) == 1 else "", "computes") + " (before arrival)",
+            dict(fillcolor="white", color="#555555", style="rounded,dashed,filled")),
         "silent": ("silent (output 0)", dict(fillcolor=SILENT_FILL, color=SILENT_BORDER)),
         "input": ("input frame", dict(fillcolor=INPUT_FILL, color=INPUT_BORDER, style="filled")),
         "input_blank": ("blank input frame", dict(fillcolor="white", color=INPUT_BORDER, style="filled")),
