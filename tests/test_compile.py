@@ -317,6 +317,10 @@ def test_time_invariant_hoisting_is_exact(schedule):
         # the GRU's drive (S2's term) is unchanged from t = 2: its input conv runs at t = 1 only
         assert drive_reused == {2, 3, 4, 5} and hoisted.plan.kept_drives == {"R"}
         assert input_convs["hoisted"] == 1 and "(drive reused)" in str(hoisted.plan)
+        assert hoisted.plan.reused_drives == 4
+        from tnnspec.cli.summary import summary_text
+
+        assert "; 4 cell input terms reused" in summary_text(spec, show_plan=False)
     elif schedule == "sequence":
         assert reused == set() and drive_reused == set() and input_convs["hoisted"] == 5
     else:  # the frame changes at t=3 (blank): S1 recomputes there, S2 one step later

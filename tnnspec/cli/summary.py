@@ -49,6 +49,7 @@ def summary_text(spec: Spec, steps: int | None = None, show_plan: bool = True) -
                  f"{plan.reused} reused (time-invariant), {silent} silent — "
                  f"{100 * (slots - plan.work) / slots:.0f}% of {slots} saved"
                  + (f"; {plan.reused_terms} edge terms reused" if plan.reused_terms else "")
+                 + (f"; {plan.reused_drives} cell input terms reused" if plan.reused_drives else "")
                  + (f"; {plan.constant} input-independent (share_constants=True computes them once per batch)"
                     if plan.constant else ""))
     if show_plan:

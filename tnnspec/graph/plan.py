@@ -98,6 +98,11 @@ class Plan:
         return sum(1 for s in self.schedule for a in s if not a.reuse for r in a.reads if r.reuse)
 
     @cached_property
+    def reused_drives(self) -> int:
+        """Number of computed area updates whose drive is the previous step's (cells' input terms reused)."""
+        return sum(1 for s in self.schedule for a in s if a.drive_reuse and not a.reuse)
+
+    @cached_property
     def kept_drives(self) -> frozenset[str]:
         """Areas whose drive is reused at some step (the executor keeps their cells' input terms)."""
         return frozenset(a.area for s in self.schedule for a in s if a.drive_reuse)
