@@ -377,8 +377,8 @@ class Network(nn.Module):
         ``given`` holds outputs known before the step (input frames, time-folded areas); earlier
         steps are read from ``past`` ((source, step) -> output); ``kept`` holds the last term of
         each edge in ``keep_terms`` (edge-level hoisting) and the last input term of the cell of
-        each area named there (a reused drive, ``AreaStep.drive_reuse``). Mutates none of its arguments, so a
-        step can be recomputed (activation checkpointing). ``reuse``: take the plan's reused
+        each area named there (a reused drive, ``AreaStep.drive_reuse``). Mutates none of its
+        arguments, so a step can be recomputed (activation checkpointing). ``reuse``: take the plan's reused
         outputs and terms (time-invariant hoisting) instead of computing them."""
         current = dict(given)
         states = dict(states)

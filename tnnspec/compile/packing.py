@@ -24,8 +24,9 @@ this PyTorch build has the oneDNN ops; everything else runs the plain conv. ``Tr
 ``"exact"``, ``False`` ``"off"``.
 
 **Convolutions of all-zero inputs** (an area run on an all-zero drive before its input arrives,
-``before_arrival: zero_drive``, or an edge's transform of a ``zero_input`` stand-in) are not computed: the output is the bias broadcast (or zeros),
-which is exactly what the convolution returns (every product is ±0, and 0 + b = b). This holds
+``before_arrival: zero_drive``, or an edge's transform of a ``zero_input`` stand-in) are not
+computed: the output is the bias broadcast (or zeros), which is exactly what the convolution
+returns (every product is ±0, and 0 + b = b). This holds
 for finite weights, so a weight with an inf or NaN runs the convolution; with gradients the
 weight is tied to the output by ``+ 0·Σw``, so it still receives its (all-zero) gradient, and a
 bias that needs a gradient runs the convolution. CPU only (the finiteness check reads a flag
