@@ -331,24 +331,32 @@ def bench_flops(pairs_net) -> dict:
     return rows
 
 
-def bench_torch_compile(names=("cornet_rt",), batch: int = 8) -> list[dict]:
+COMPILE_CASES = {"cornet_rt": (224, 8), "cornet_s": (224, 8), "blt_net_64": (None, 8),
+                 "convrnn_shallow_gru": (112, 4)}  # model -> (image size, batch)
+
+
+def bench_torch_compile(names=tuple(COMPILE_CASES)) -> list[dict]:
     """Both sides through torch.compile (what a savvy user would do); compile time excluded.
-    Two outputs: the logits at every step (the same work on both sides), and the final logits
-    only (what the CORnet reference returns; inductor then drops the reference's updates that
-    cannot reach them, and tnnspec's plan prunes them with ``readout_steps="last"``)."""
+    Outputs: the logits at every step (the same work on both sides), and for the CORnets the
+    final logits only (what their references return; inductor then drops the reference's
+    updates that cannot reach them, and tnnspec's plan prunes them with
+    ``readout_steps="last"``). CORnet-S runs one step: final only."""
     rows = []
     for name in names:
-        ref, net, ref_fwd, same = _pair(name, 224)
+        size, batch = COMPILE_CASES[name]
+        ref, net, ref_fwd, same = _pair(name, size)
         x = net.example_inputs(batch)
-        for output in ("every step", "final"):
+        outputs = {"cornet_rt": ("every step", "final"), "cornet_s": ("final",)}.get(name, ("every step",))
+        for output in outputs:
             row = {"model": name, "batch": batch, "output": output}
             torch._dynamo.reset()
             calls = {}
             for side, module in (("ref", ref), ("tnn", net)):
                 compiled = torch.compile(module)
-                if output == "every step":
-                    call = (lambda c=compiled: torch.stack(c(x, return_steps=True).step_logits)) if side == "ref" \
-                        else (lambda c=compiled: c(x).readouts)
+                if output == "every step" and name == "cornet_rt" and side == "ref":
+                    call = lambda c=compiled: torch.stack(c(x, return_steps=True).step_logits)  # noqa: E731
+                elif output == "every step":
+                    call = (lambda c=compiled: c(x)) if side == "ref" else (lambda c=compiled: c(x).readouts)
                 else:
                     call = (lambda c=compiled: c(x)) if side == "ref" else (lambda c=compiled: c(x, **same).readouts)
                 t0 = time.perf_counter()
@@ -431,8 +439,15 @@ def main() -> int:
     ap.add_argument("--json", help="write all results as JSON")
     ap.add_argument("--torch-compile", action="store_true",
                     help="also compare both sides through torch.compile (minutes of compile time on a CPU)")
+    ap.add_argument("--torch-compile-only", nargs="*", metavar="MODEL",
+                    help="only the torch.compile comparison, of these models (default: all four)")
     args = ap.parse_args()
     torch.manual_seed(0)
+    if args.torch_compile_only is not None:
+        rows = bench_torch_compile(tuple(args.torch_compile_only) or tuple(COMPILE_CASES))
+        if args.json:
+            Path(args.json).write_text(json.dumps({"torch_compile": rows}, indent=2, default=str))
+        return 0
     info = {"date": time.strftime("%Y-%m-%d"), "python": platform.python_version(), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "machine": platform.machine(), "processor": platform.processor()}
     print(f"tnnspec benchmarks {info['date']}: torch {info['torch']}, {info['threads']} threads, {info['machine']}")
