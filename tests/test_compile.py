@@ -363,6 +363,20 @@ def test_a_recurring_drive_reuses_the_cells_input_term_exactly(cell):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=name)
 
 
+def test_kept_input_terms_trace_to_one_graph():
+    """The kept cells' input terms and zero stand-ins live in the carry: no graph break."""
+    torch._dynamo.reset()
+    spec = tnnspec.loads(STEM.format(schedule="static").replace("level: 3, channels: 4,",
+                                                                 "level: 3, channels: 4, before_arrival: zero_input,"))
+    net = tnnspec.compile(spec).eval()
+    assert net.plan.reused_drives == 4 and any(r.zeros for step in net.plan.schedule for s in step for r in s.reads)
+    x = net.example_inputs(2)
+    with torch.no_grad():
+        explanation = torch._dynamo.explain(net)(x)
+        assert explanation.graph_break_count == 0 and explanation.graph_count == 1
+        torch.testing.assert_close(torch.compile(net)(x).readouts["y"], net(x).readouts["y"])
+
+
 def test_time_folding_matches_the_step_by_step_run():
     spec = tnnspec.loads(STEM.format(schedule="sequence").replace("delay: 1, transform", "transform"))
     folded, plain = tnnspec.compile(spec), tnnspec.compile(spec, fold=False)
