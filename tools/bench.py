@@ -199,15 +199,18 @@ def bench_hoisting(quick: bool) -> dict:
     return row
 
 
-_MEMORY_PROBE = r"""
+_STATUS_MB = r"""
+def status_mb(key):  # VmRSS now / VmHWM (peak); both start afresh at exec, unlike ru_maxrss
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key + ":")) / 1024
+"""
+
+_MEMORY_PROBE = _STATUS_MB + r"""
 import resource, sys, torch, tnnspec
 torch.manual_seed(0)
 T, ckpt = int(sys.argv[1]), {"0": False, "1": True}.get(sys.argv[2], sys.argv[2])
 net = tnnspec.compile(tnnspec.load(sys.argv[3]), checkpoint=ckpt)
 x = net.example_inputs(8)
-def status_mb(key):  # VmRSS now / VmHWM (peak); both start afresh at exec, unlike ru_maxrss
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(key + ":")) / 1024
 net(x, steps=2).readouts["logits"].square().sum().backward()  # one-off allocations (thread pools, caches)
 net.zero_grad(set_to_none=False)
 with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM to the current RSS
@@ -240,7 +243,7 @@ def bench_memory() -> list[dict]:
     return rows
 
 
-_PAIR_MEMORY_PROBE = r"""
+_PAIR_MEMORY_PROBE = _STATUS_MB + r"""
 import sys, torch
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tools", sys.argv[1] + "/tests"]
 import bench
@@ -254,9 +257,6 @@ def call():
             fn()
     else:
         bench._loss(fn()).backward()
-def status_mb(key):  # VmRSS now / VmHWM (peak)
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(key + ":")) / 1024
 call()  # one-off allocations (thread pools, packed weights, kept constants, gradient buffers)
 model.zero_grad(set_to_none=False)
 with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM to the current RSS

@@ -247,10 +247,13 @@ def build_plan(spec: Spec, steps: int | None = None) -> Plan:
             if not active(spec, arrival, a, t):
                 previous.pop(a, None)
                 continue
-            reads = tuple(Read(i, names[i], spec.edges[i].source, _role(spec.edges[i]), t - delays[i],
-                               zeros=not delivers(spec, arrival, i, delays[i], t))
-                          for i in incoming[a] if delivers(spec, arrival, i, delays[i], t)
-                          or stands_in(spec, arrival, i, delays[i], t))
+            reads = []
+            for i in incoming[a]:
+                delivered = delivers(spec, arrival, i, delays[i], t)
+                if delivered or stands_in(spec, arrival, i, delays[i], t):
+                    reads.append(Read(i, names[i], spec.edges[i].source, _role(spec.edges[i]), t - delays[i],
+                                      zeros=not delivered))
+            reads = tuple(reads)
             before = previous.get(a)
             invariant = [before is not None and not r.zeros and r.at >= 1 and same[r.source][r.at]
                          and any(b.edge == r.edge and not b.zeros for b in before.reads) for r in reads]
