@@ -45,6 +45,17 @@ def small_spec(spec):
         return spec
 
 
+def outputs(net, x) -> dict:
+    """What the correctness checks compare: every readout, and every area's output at every step
+    (a model without readouts, such as reynolds_heeger, is compared by its areas)."""
+    run = net(x, record=tuple(net.spec.areas))
+    return {**{f"readout:{k}": v for k, v in run.readouts.items()}, **run.areas}
+
+
+def max_diff(a: dict, b: dict) -> float:
+    return max(((a[k].float().cpu() - b[k].float().cpu()).abs().max().item() for k in a), default=0.0)
+
+
 def cuda_time(fn, repeats: int) -> float:
     if not torch.cuda.is_available():  # dry run of the script on CPU (--device cpu)
         for _ in range(2):
@@ -105,12 +116,11 @@ def main() -> int:
             net = tnnspec.compile(spec).eval()
             x = net.example_inputs(2)
             with torch.no_grad():
-                cpu = net(x).readouts
-                cpu = {k: v.clone() for k, v in cpu.items()}
+                cpu = {k: v.clone() for k, v in outputs(net, x).items()}
                 gnet = net.to(dev)
                 gx = {k: v.to(dev) for k, v in x.items()} if isinstance(x, dict) else x.to(dev)
-                gpu = gnet(gx).readouts
-            diff = max(((cpu[k] - gpu[k].cpu()).abs().max().item() for k in cpu), default=0.0)
+                gpu = outputs(gnet, gx)
+            diff = max_diff(cpu, gpu)
             scale = max((cpu[k].abs().max().item() for k in cpu), default=1.0)
             row["max_abs_diff"] = diff
             row["ok"] = diff <= 1e-4 * max(1.0, scale)
@@ -132,13 +142,9 @@ def main() -> int:
                     if batch == 64:
                         row["nhwc_b64_ms"] = cuda_time(lambda: nhwc(bx), repeats)
                     if batch == 64 and shared is not None:
-                        out, ref = shared(bx).readouts, full(bx).readouts
-                        row["shared_b64_maxdiff"] = max((out[k].float() - ref[k].float()).abs().max().item()
-                                                        for k in ref)
+                        row["shared_b64_maxdiff"] = max_diff(outputs(full, bx), outputs(shared, bx))
                         row["shared_b64_ms"] = cuda_time(lambda: shared(bx), repeats)
-                    out, ref = graphed(bx).readouts, full(bx).readouts
-                    row[f"graphs_b{batch}_maxdiff"] = max((out[k].float() - ref[k].float()).abs().max().item()
-                                                          for k in ref)
+                    row[f"graphs_b{batch}_maxdiff"] = max_diff(outputs(full, bx), outputs(graphed, bx))
                     row[f"graphs_b{batch}_ms"] = cuda_time(lambda: graphed(bx), repeats)
             row["ok"] = row["ok"] and max(row["graphs_b1_maxdiff"], row["graphs_b64_maxdiff"],
                                           row.get("shared_b64_maxdiff", 0.0)) <= 1e-4 * max(1.0, scale)
