@@ -105,6 +105,12 @@ def _loss(out) -> torch.Tensor:
     return out.float().square().mean()
 
 
+#: The model pairs: image size (None: the zoo graph's own) and the batch sizes of a full run; the
+#: last batch is also the one of the memory and torch.compile comparisons. The ConvRNN runs at
+#: 112 px, batch 4: at 224 px a batch-8 forward of its reference takes ~40 s on 2 cores.
+PAIRS = {"cornet_rt": (224, (1, 8)), "cornet_s": (224, (1, 8)), "blt_net_64": (None, (4, 8)),
+         "convrnn_shallow_gru": (112, (1, 4))}
+
 NETS_B8: dict = {}  # model -> (compiled nets, the same-output call, forward seconds), for the FLOP rate
 
 
@@ -116,11 +122,7 @@ def bench_pairs(quick: bool) -> list[dict]:
     ``tnn`` with the speed options that are equal to float rounding — ``packed_weights="fast"``,
     ``fuse_batchnorm`` (inference only) and ``share_constants``; ``share``: ``share_constants`` alone, forward+backward (for models with
     input-independent updates)."""
-    cases = [("cornet_rt", 224, (1,) if quick else (1, 8)),
-             ("cornet_s", 224, (1,) if quick else (1, 8)),
-             ("blt_net_64", None, (4,) if quick else (4, 8)),
-             # 112 px: at 224 px a batch-8 forward of the reference takes ~40 s on 2 cores
-             ("convrnn_shallow_gru", 112, (1,) if quick else (1, 4))]
+    cases = [(name, size, batches[:1] if quick else batches) for name, (size, batches) in PAIRS.items()]
     repeats = 5 if quick else 10
     rows = []
     for name, size, batches in cases:
@@ -221,20 +223,25 @@ print(status_mb("VmHWM") - before)
 """
 
 
+def _probe_mb(script: str, *args) -> float:
+    """Run a memory probe in a fresh process (tensors over 64 KiB are mmapped and unmapped when
+    freed, so RSS follows live memory); its last output line in MB, NaN if it failed."""
+    import subprocess
+
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    out = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True,
+                         cwd=ROOT, env=env)
+    return float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else float("nan")
+
+
 def bench_memory() -> list[dict]:
     """Peak extra memory of forward+backward at T=4 and T=32, with and without checkpointing
     (each in a fresh process: peak RSS (VmHWM) minus RSS before the forward pass)."""
-    import subprocess
-
     rows = []
     graph = str(ROOT / "graphs" / "ventral4.yaml")
     for ckpt in (False, True, "recursive"):
         for T in (4, 32):
-            # tensors over 64 KiB are mmapped and unmapped when freed, so RSS follows live memory
-            env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
-            out = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(T), str(ckpt if isinstance(ckpt, str) else int(ckpt)), graph],
-                                 capture_output=True, text=True, cwd=ROOT, env=env)
-            mb = float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else float("nan")
+            mb = _probe_mb(_MEMORY_PROBE, T, ckpt if isinstance(ckpt, str) else int(ckpt), graph)
             rows.append({"checkpoint": ckpt, "steps": T, "extra_mb": mb})
     for ckpt in (False, True, "recursive"):
         a, b = (next(r["extra_mb"] for r in rows if r["checkpoint"] == ckpt and r["steps"] == T) for T in (4, 32))
@@ -266,28 +273,19 @@ call()
 print(status_mb("VmHWM") - before)
 """
 
-PAIR_MEMORY_CASES = (("cornet_rt", 224, 8), ("cornet_s", 224, 8), ("blt_net_64", None, 8),
-                     ("convrnn_shallow_gru", 112, 4))
-
-
 def bench_pair_memory() -> list[dict]:
     """Peak extra memory of one call of each model pair (forward in inference mode, and
     forward+backward), the reference against tnnspec's default call that returns the same: each in
-    a fresh process, after a warm-up call, peak RSS (VmHWM) minus RSS before the call."""
-    import subprocess
-
+    a fresh process, after a warm-up call, peak RSS (VmHWM) minus RSS before the call; the
+    largest batch of ``PAIRS``."""
     rows = []
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")  # freed tensors leave RSS
-    for name, size, batch in PAIR_MEMORY_CASES:
-        row = {"model": name, "batch": batch}
+    for name, (size, batches) in PAIRS.items():
+        row = {"model": name, "batch": batches[-1]}
         for kind in ("fwd", "fwdbwd"):
             for side in ("ref", "tnn"):
-                out = subprocess.run([sys.executable, "-c", _PAIR_MEMORY_PROBE, str(ROOT), name, str(size), str(batch),
-                                      side, kind], capture_output=True, text=True, cwd=ROOT, env=env)
-                row[f"{side}_{kind}_mb"] = (float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0
-                                            else float("nan"))
+                row[f"{side}_{kind}_mb"] = _probe_mb(_PAIR_MEMORY_PROBE, ROOT, name, size, batches[-1], side, kind)
         rows.append(row)
-        print(f"  {name:<20} b{batch}: forward {row['ref_fwd_mb']:.0f} MB (reference) vs {row['tnn_fwd_mb']:.0f} MB, "
+        print(f"  {name:<20} b{row['batch']}: forward {row['ref_fwd_mb']:.0f} MB (reference) vs {row['tnn_fwd_mb']:.0f} MB, "
               f"forward+backward {row['ref_fwdbwd_mb']:.0f} vs {row['tnn_fwdbwd_mb']:.0f} MB", flush=True)
     return rows
 
@@ -331,19 +329,16 @@ def bench_flops(pairs_net) -> dict:
     return rows
 
 
-COMPILE_CASES = {"cornet_rt": (224, 8), "cornet_s": (224, 8), "blt_net_64": (None, 8),
-                 "convrnn_shallow_gru": (112, 4)}  # model -> (image size, batch)
-
-
-def bench_torch_compile(names=tuple(COMPILE_CASES)) -> list[dict]:
+def bench_torch_compile(names=tuple(PAIRS)) -> list[dict]:
     """Both sides through torch.compile (what a savvy user would do); compile time excluded.
     Outputs: the logits at every step (the same work on both sides), and for the CORnets the
     final logits only (what their references return; inductor then drops the reference's
     updates that cannot reach them, and tnnspec's plan prunes them with
-    ``readout_steps="last"``). CORnet-S runs one step: final only."""
+    ``readout_steps="last"``). CORnet-S runs one step: final only. The largest batch of ``PAIRS``."""
     rows = []
     for name in names:
-        size, batch = COMPILE_CASES[name]
+        size, batches = PAIRS[name]
+        batch = batches[-1]
         ref, net, ref_fwd, same = _pair(name, size)
         x = net.example_inputs(batch)
         outputs = {"cornet_rt": ("every step", "final"), "cornet_s": ("final",)}.get(name, ("every step",))
@@ -444,7 +439,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.manual_seed(0)
     if args.torch_compile_only is not None:
-        rows = bench_torch_compile(tuple(args.torch_compile_only) or tuple(COMPILE_CASES))
+        rows = bench_torch_compile(tuple(args.torch_compile_only) or tuple(PAIRS))
         if args.json:
             Path(args.json).write_text(json.dumps({"torch_compile": rows}, indent=2, default=str))
         return 0
