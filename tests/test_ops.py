@@ -12,7 +12,7 @@ from pydantic import ValidationError
 import tnnspec.compile.ops  # noqa: F401  (registers the builders)
 import tnnspec.spec.ops  # noqa: F401  (registers the parameter models)
 from tnnspec.compile.registry import OP_BUILDERS, OpContext, StepOp
-from tnnspec.spec.components import OPS, ShapeContext, ShapeError
+from tnnspec.spec.components import OPS, ShapeContext, ShapeError, pair
 
 CTX = ShapeContext(channels=6, target_hw=(9, 11))
 
@@ -280,6 +280,84 @@ def test_global_pool_and_resample_values():
     np.testing.assert_allclose(mx(x).numpy(), x.numpy().max(axis=(2, 3)), atol=0)
     _, _, up = build("resample", {"scale_factor": 2}, (3, 4, 5))
     np.testing.assert_array_equal(up(x).numpy(), x.numpy().repeat(2, axis=2).repeat(2, axis=3))
+
+
+MAX_POOLS = [  # (batch, channels, h, w, kernel, stride, padding, dilation, ceil_mode)
+    (4, 16, 12, 12, 2, 2, 0, 1, False), (2, 8, 9, 7, 3, 2, 1, 1, False), (1, 5, 7, 7, 2, 2, 0, 1, True),
+    (3, 6, 11, 10, 3, 2, 1, 1, True), (2, 4, 13, 13, 3, 1, 1, 2, False), (1, 64, 28, 28, (2, 3), (1, 2), 1, 1, False),
+    (2, 9, 5, 6, 2, 1, 0, 1, False), (1, 3, 2, 2, 2, 2, 1, 1, True),
+]
+
+
+def _special_values(shape, seed: int) -> torch.Tensor:
+    """Mostly ReLU output (ties of +0), with -0, +-inf and NaNs of several payloads and signs:
+    which tied or NaN element a pool picks shows in the bits."""
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).relu_()
+    flat = x.view(-1)
+    flat[::7] = -0.0
+    flat[5::13] = -math.inf
+    flat[2::17] = math.inf
+    nans = torch.tensor([0x7FC00001, 0x7FC00002, -0x3FFFFF], dtype=torch.int32).view(torch.float32)
+    flat[3::11] = nans.repeat(flat[3::11].numel() // 3 + 1)[: flat[3::11].numel()]
+    return x
+
+
+def _max_pool_rule(x: torch.Tensor, kernel, stride, padding, dilation, out_hw) -> np.ndarray:
+    """The max-pool rule written out: from -inf, visit the window's elements inside the map row
+    by row and take ``v`` where ``v > max`` or ``v`` is NaN (first of equals wins: +0 before -0)."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (pair(v) for v in (kernel, stride, padding, dilation))
+    a = x.numpy()
+    out = np.empty(a.shape[:2] + out_hw, dtype=a.dtype)
+    for n, c, i, j in np.ndindex(*out.shape):
+        best = np.float32(-np.inf)
+        for u in range(kh):
+            for v in range(kw):
+                r, q = i * sh - ph + u * dh, j * sw - pw + v * dw
+                if 0 <= r < a.shape[2] and 0 <= q < a.shape[3]:
+                    val = a[n, c, r, q]
+                    if val > best or np.isnan(val):
+                        best = val
+        out[n, c, i, j] = best
+    return out
+
+
+@pytest.mark.parametrize("batch, c, h, w, kernel, stride, padding, dilation, ceil", MAX_POOLS)
+def test_max_pool_is_bit_identical_to_torch_and_runs_channels_last_without_gradients(
+        batch, c, h, w, kernel, stride, padding, dilation, ceil, monkeypatch):
+    from tnnspec.compile.ops import MaxPool2d
+
+    layouts = []
+    real = torch.nn.functional.max_pool2d
+    monkeypatch.setattr(torch.nn.functional, "max_pool2d",
+                        lambda x, *a, **k: layouts.append(not x.is_contiguous()) or real(x, *a, **k))
+    pool = MaxPool2d(kernel, stride, padding, dilation, ceil_mode=ceil)
+    x = _special_values((batch, c, h, w), seed=batch * 100 + h)
+    with torch.no_grad():
+        got = pool(x)
+    want = real(x, kernel, stride, padding, dilation, ceil_mode=ceil)  # ATen's NCHW kernel
+    assert layouts == [True] and got.is_contiguous()
+    assert torch.equal(got.view(torch.int32), want.view(torch.int32))
+    rule = _max_pool_rule(x, kernel, stride, padding, dilation, tuple(want.shape[2:]))
+    assert np.array_equal(got.numpy().view(np.int32), rule.view(np.int32))
+
+    # with a gradient the plain call runs, and the gradient is torch's
+    layouts.clear()
+    xg = x.nan_to_num(0.0).requires_grad_()
+    out = pool(xg)
+    out.backward(torch.linspace(-1, 1, out.numel()).view_as(out))
+    ref = xg.detach().clone().requires_grad_()
+    real(ref, kernel, stride, padding, dilation, ceil_mode=ceil).backward(torch.linspace(-1, 1, out.numel()).view_as(out))
+    assert layouts == [False] and torch.equal(xg.grad, ref.grad)
+
+
+def test_the_zoo_max_pools_are_the_fast_ones():
+    import tnnspec
+    from tnnspec import zoo
+    from tnnspec.compile.ops import MaxPool2d
+
+    for name in ("blt_net_64", "cornet_s", "convrnn_shallow_gru"):
+        pools = [m for m in tnnspec.compile(zoo.load(name)).modules() if isinstance(m, torch.nn.MaxPool2d)]
+        assert pools and all(type(m) is MaxPool2d for m in pools), name
 
 
 def test_per_step_batch_norm_has_separate_statistics():
