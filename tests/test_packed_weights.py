@@ -196,6 +196,47 @@ def test_outside_a_forward_the_values_are_checked_at_every_call(packs):
     assert len(packs) == 2
 
 
+def test_the_value_check_compares_bits(packs):
+    """A NaN weight is unchanged (no repacking at every call, as a value comparison would do);
+    flipping the sign of a zero weight is a change."""
+    conv = packing.Conv2d(8, 8, 3, padding=1)
+    conv.packed_weights = "exact"
+    x = torch.randn(2, 8, 10, 10)
+    with torch.no_grad():
+        conv.weight[0, 0, 0, 0] = float("nan")
+        conv.weight[1, 0, 0, 0] = 0.0
+        conv(x), conv(x)
+        assert len(packs) == 1
+        conv.weight.data[1, 0, 0, 0] = -0.0
+        conv(x)
+        assert len(packs) == 2
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.int64])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "transposed"])
+def test_same_bits_agrees_with_a_bitwise_comparison(dtype, layout):
+    gen = torch.Generator().manual_seed(0)
+    a = (torch.randn(6, 5, 3, 3, generator=gen) * 100).to(dtype)
+    if layout == "channels_last":
+        a = a.contiguous(memory_format=torch.channels_last)
+    elif layout == "transposed":
+        a = a.transpose(0, 1)
+    b = a.clone()
+    assert kept.same_bits(a, b) and b.stride() == a.stride()
+    for i in (0, 7, a.numel() - 1):
+        c = a.clone()
+        idx = tuple(int(v) for v in torch.unravel_index(torch.tensor(i), a.shape))
+        c[idx] = c[idx] + 1
+        assert not kept.same_bits(a, c), (i, layout)
+    if dtype.is_floating_point:
+        z, nz = torch.zeros_like(a), torch.zeros_like(a)
+        nz[(0,) * a.dim()] = -0.0
+        assert not kept.same_bits(z, nz) and torch.equal(z, nz)  # equal values, different bits
+        n = torch.full_like(a, float("nan"))
+        assert kept.same_bits(n, n.clone()) and not torch.equal(n, n.clone())
+    assert not kept.same_bits(a, a.reshape(-1)) and not kept.same_bits(a, a.double() if dtype != torch.float64 else a.float())
+
+
 @pytest.mark.parametrize("mode", ["exact", "fast"])
 def test_nothing_is_packed_with_gradients_or_under_autocast(mode, packs):
     plain, packed = _pair(tnnspec.load(ROOT / "graphs" / "ventral4.yaml"), mode)

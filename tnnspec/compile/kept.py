@@ -12,8 +12,10 @@ A kept value is used while the tensors it was derived from are unchanged. Two ch
 
 The copy costs one more float per weight element; the value check one read of weight and copy
 per forward, less than the oneDNN weight reorder it saves (2048×2048×3×3: 28 ms against 76 ms,
-2-core CPU). Tensors that tnnspec derived itself (:func:`mark_derived`, e.g. a folded weight)
-cannot be edited by a user and skip the value check.
+2-core CPU). The check compares bits (:func:`same_bits`): a weight unchanged bit for bit gives
+the same derived values, also where it holds a NaN (never equal to itself as a value) or where
+an edit only flips the sign of a zero. Tensors that tnnspec derived itself (:func:`mark_derived`,
+e.g. a folded weight) cannot be edited by a user and skip the value check.
 """
 
 from __future__ import annotations
@@ -72,6 +74,19 @@ def mark_derived(t: Tensor) -> Tensor:
     return t
 
 
+_BITS = {2: torch.int16, 4: torch.int32, 8: torch.int64}  # float size -> the integer of that size
+
+
+def same_bits(a: Tensor, b: Tensor) -> bool:
+    """Whether ``a`` and ``b`` hold the same bits: floats are compared as integers of their size
+    (as fast as :func:`torch.equal` on their values)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if a.dtype.is_floating_point and a.element_size() in _BITS:  # any layout: same-size views keep strides
+        return torch.equal(a.view(_BITS[a.element_size()]), b.view(_BITS[a.element_size()]))
+    return torch.equal(a, b)
+
+
 def _stamp(t: Tensor | None):
     if t is None:
         return None
@@ -102,7 +117,7 @@ class Kept:
             return False
         now = current_session()
         if now is None or now != self.checked:
-            if not all(c is None or torch.equal(t, c) for t, c in zip(tensors, self.copies)):
+            if not all(c is None or same_bits(t, c) for t, c in zip(tensors, self.copies)):
                 return False
             self.checked = now
         return True
