@@ -35,6 +35,9 @@ Each of V2, V4, IT (n = 2, 4, 2 inner steps) runs once, in order, with
 ``z = ReLU(norm1_k(conv1(h_k)))``; ``z = ReLU(norm2_k(conv2_{stride 2 if k = 0 else 1}(z)))``;
 ``h_{k+1} = ReLU(norm3_k(conv3(z)) + s_k)``.  The area output is ``h_n``.
 The step-dependent stride uses ``F.conv2d``; modules are never mutated in ``forward``.
+ReLUs work in place and CORnet-S adds its skip in place, as upstream
+(``nn.ReLU(inplace=True)``, ``x += skip``): the benchmarks time these references as
+stand-ins for the published code, so they must not be slower than it.
 
 Per-step outputs
 ----------------
@@ -127,7 +130,7 @@ class _BlockZ(nn.Module):
         self.output = nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.output(F.max_pool2d(F.relu(self.conv(x)), 3, 2, 1))
+        return self.output(F.max_pool2d(F.relu(self.conv(x), inplace=True), 3, 2, 1))
 
 
 class CORnetZ(_CORnet):
@@ -167,7 +170,7 @@ class _BlockR(nn.Module):
 
     def drive(self, u: Tensor) -> Tensor:
         """Input pathway ``E(u) = ReLU(GN(conv_input(u)))``."""
-        return F.relu(self.norm_input(self.conv_input(u)))
+        return F.relu(self.norm_input(self.conv_input(u)), inplace=True)
 
     def zero_drive(self, u: Tensor) -> Tensor:
         """All-zero tensor with the shape ``drive(u)`` would have (t = 0 stand-in)."""
@@ -179,7 +182,7 @@ class _BlockR(nn.Module):
     def forward(self, drive: Tensor, state: Tensor | None) -> Tensor:
         """Core ``C(drive + state)``; the result is also the next state."""
         skip = drive if state is None else drive + state
-        return self.output(F.relu(self.norm1(self.conv1(skip))))
+        return self.output(F.relu(self.norm1(self.conv1(skip)), inplace=True))
 
 
 class _CORnetRecurrent(_CORnet):
@@ -253,10 +256,12 @@ class _BlockS(nn.Module):
         outs: list[Tensor] = []
         for k in range(self.times):
             s = self.norm_skip(self.skip(h)) if k == 0 else h
-            z = F.relu(self._bn(1, k, self.conv1(h)))
+            z = F.relu(self._bn(1, k, self.conv1(h)), inplace=True)
             z = F.conv2d(z, self.conv2.weight, None, stride=2 if k == 0 else 1, padding=1)
-            z = F.relu(self._bn(2, k, z))
-            h = F.relu(self._bn(3, k, self.conv3(z)) + s)
+            z = F.relu(self._bn(2, k, z), inplace=True)
+            h = self._bn(3, k, self.conv3(z))
+            h += s
+            h = F.relu(h, inplace=True)
             outs.append(self.output(h))
         return outs
 
@@ -269,9 +274,9 @@ class CORnetS(_CORnet):
         super().__init__()
         self.V1 = nn.Sequential(OrderedDict(
             conv1=nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False), norm1=nn.BatchNorm2d(64),
-            nonlin1=nn.ReLU(), pool=nn.MaxPool2d(3, 2, 1),
+            nonlin1=nn.ReLU(inplace=True), pool=nn.MaxPool2d(3, 2, 1),
             conv2=nn.Conv2d(64, 64, 3, padding=1, bias=False), norm2=nn.BatchNorm2d(64),
-            nonlin2=nn.ReLU(), output=nn.Identity()))
+            nonlin2=nn.ReLU(inplace=True), output=nn.Identity()))
         self.V2 = _BlockS(64, 128, inner_steps[0])
         self.V4 = _BlockS(128, 256, inner_steps[1])
         self.IT = _BlockS(256, 512, inner_steps[2])

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from ..spec import cells as P
 from ..spec.components import pair
 from .fusion import conv_norm
+from .inplace import relu_of_new
 from .packing import Conv2d
 from .registry import Cell, builds_cell
 
@@ -388,7 +389,8 @@ class ReciprocalGatedConvRNNCell(Cell):
 class CORnetSBlockCell(Cell):
     """CORnet-S ``CORblock_S`` without ``conv_input`` (on the edge); parameter names and
     order match CORnet's, so ``V2.skip.weight`` etc. load one to one. With ``fuse_batchnorm``
-    each conv and its BatchNorm run as one conv in eval mode (:mod:`tnnspec.compile.fusion`)."""
+    each conv and its BatchNorm run as one conv in eval mode (:mod:`tnnspec.compile.fusion`).
+    Its ReLUs work in place where that is safe (:mod:`tnnspec.compile.inplace`), as CORnet's."""
 
     fuse_batchnorm: bool = False
 
@@ -418,10 +420,12 @@ class CORnetSBlockCell(Cell):
             else:
                 skip = h
                 stride = 1
-            z = torch.relu(conv_norm(self.conv1, getattr(self, f"norm1_{k}"), h, fuse))
-            z = torch.relu(conv_norm(self.conv2, getattr(self, f"norm2_{k}"), z, fuse,
-                                     run=lambda u, w, b: self.conv2.conv_at(u, w, b, (stride, stride))))
-            h = torch.relu(conv_norm(self.conv3, getattr(self, f"norm3_{k}"), z, fuse) + skip)
+            norm1, norm2 = getattr(self, f"norm1_{k}"), getattr(self, f"norm2_{k}")
+            z = relu_of_new(conv_norm(self.conv1, norm1, h, fuse), self.conv1, norm1)
+            z = relu_of_new(conv_norm(self.conv2, norm2, z, fuse,
+                                      run=lambda u, w, b: self.conv2.conv_at(u, w, b, (stride, stride))),
+                            self.conv2, norm2)
+            h = torch.relu_(conv_norm(self.conv3, getattr(self, f"norm3_{k}"), z, fuse) + skip)  # a new sum
             h = self.output(h)
         return h, None
 

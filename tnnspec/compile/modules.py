@@ -9,13 +9,15 @@ from torch import nn
 from ..spec.components import ShapeContext
 from ..spec.models import Area, Normalization
 from .fusion import conv_norm, fusable
+from .inplace import relu_of_new, unhooked
 from .registry import CELL_BUILDERS, OP_BUILDERS, OpContext, StepOp
 
 
 class OpChain(nn.Module):
     """Ops applied in order; children are named by op type (``conv``, ``norm``, ``conv_1``...).
     With ``fuse_batchnorm`` set, a conv followed by a BatchNorm runs as one conv in eval mode
-    (:mod:`tnnspec.compile.fusion`)."""
+    (:mod:`tnnspec.compile.fusion`). A ReLU right after an op that makes a new tensor (a conv, a
+    norm, ...) works in place (:mod:`tnnspec.compile.inplace`)."""
 
     fuse_batchnorm: bool = False
 
@@ -38,23 +40,33 @@ class OpChain(nn.Module):
         self.out_shape = shape
         modules = [getattr(self, n) for n in self.names]
         self.fusable_at = frozenset(i for i in range(len(modules) - 1) if fusable(modules[i], modules[i + 1]))
+        self.relu_at = frozenset(i for i in range(1, len(modules)) if type(modules[i]) is nn.ReLU)
 
     def forward(self, x: torch.Tensor, step: int = 0) -> torch.Tensor:
         if self.fuse_batchnorm and self.fusable_at and not self.training:
             return self._fused(x, step)
         modules = self._modules  # (not getattr: nn.Module's __getattr__ is slow in this loop)
-        for name, aware in zip(self.names, self.step_aware):
+        before = None
+        for i, (name, aware) in enumerate(zip(self.names, self.step_aware)):
             module = modules[name]
-            x = module(x, step) if aware else module(x)
+            if i in self.relu_at and type(module) is nn.ReLU and unhooked(module):
+                x = relu_of_new(x, before)
+            else:
+                x = module(x, step) if aware else module(x)
+            before = module
         return x
 
     def _fused(self, x: torch.Tensor, step: int) -> torch.Tensor:
         i = 0
+        modules = self._modules
         while i < len(self.names):
-            module = getattr(self, self.names[i])
+            module = modules[self.names[i]]
             if i in self.fusable_at:  # conv + BatchNorm: one conv (the norm is skipped)
-                x = conv_norm(module, getattr(self, self.names[i + 1]), x)
+                x = conv_norm(module, modules[self.names[i + 1]], x)
                 i += 2
+            elif i in self.relu_at and type(module) is nn.ReLU and unhooked(module):
+                x = relu_of_new(x, modules[self.names[i - 1]])
+                i += 1
             else:
                 x = module(x, step) if self.step_aware[i] else module(x)
                 i += 1

@@ -131,7 +131,9 @@ class Conv2d(nn.Conv2d):
         if bias is None:
             out = mark_zero(x.new_zeros(size, dtype=weight.dtype))
         else:
-            out = bias.detach().to(weight.dtype).reshape(1, -1, *([1] * (len(size) - 2))).expand(size).contiguous()
+            # a new tensor (never a view of the bias: a ReLU after the conv may work in place)
+            out = bias.detach().to(weight.dtype).reshape(1, -1, *([1] * (len(size) - 2))).expand(size).clone(
+                memory_format=torch.contiguous_format)
         if torch.is_grad_enabled() and weight.requires_grad:
             out = out + total * 0.0  # finite weights: adds exact zeros; the weight gets its gradient
         return out
