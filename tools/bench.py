@@ -5,14 +5,15 @@
 Each pair runs with the same weights (converted with tnnspec.zoo.convert_weights), the same
 threads and inputs, in eval mode; times are medians of repeated runs after warm-up, the
 variants timed in alternating rounds. Ratios are compiled / reference (below 1: tnnspec is
-faster), for the call that returns what the reference returns (CORnet: the last step's
-logits, ``readout_steps="last"``; BLT and the ConvRNN gru_shallow: every step), with default
-options, unpacked (``packed_weights="off"``) and with the options equal to float rounding
-(``packed_weights="fast"``, ``fuse_batchnorm``, ``share_constants``); the every-step ratio of
-the CORnets is reported too. Also: the gain of time-invariant hoisting over a dense unroll on
-a ConvRNN-style net with a feedforward stem, FLOP rates against a GEMM, memory with activation
-checkpointing, and
-validate+compile time of the Markov macaque graph and of generated graphs of growing size.
+faster) of the medians; in brackets, the quartiles of the ratios of single rounds (the noise of
+this run). They are for the call that returns what the reference returns (CORnet: the last
+step's logits, ``readout_steps="last"``; BLT and the ConvRNN gru_shallow: every step), with
+default options, unpacked (``packed_weights="off"``) and with the options equal to float
+rounding (``packed_weights="fast"``, ``fuse_batchnorm``, ``share_constants``); the every-step
+ratio of the CORnets is reported too. Also: the gain of time-invariant hoisting over a dense
+unroll on a ConvRNN-style net with a feedforward stem, FLOP rates against a GEMM, memory with
+activation checkpointing, and validate+compile time of the Markov macaque graph and of
+generated graphs of growing size.
 The last line is ``worst ratio compiled/reference: X.XX``. Timings are never asserted in tests.
 """
 
@@ -49,9 +50,9 @@ def median_time(fn, repeats: int, warmup: int = 2) -> float:
     return statistics.median(times)
 
 
-def interleaved(fns: dict, repeats: int, warmup: int = 1) -> dict[str, float]:
-    """Median seconds of each function, timed in alternating rounds (a, b, c, a, b, c, ...), so
-    that slow drift on a shared machine affects every variant alike."""
+def interleaved_rounds(fns: dict, repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds of each function in each round, timed in alternating rounds (a, b, c, a, b, c, ...),
+    so that slow drift on a shared machine affects every variant alike."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -61,7 +62,22 @@ def interleaved(fns: dict, repeats: int, warmup: int = 1) -> dict[str, float]:
             t0 = time.perf_counter()
             fn()
             times[key].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
+
+
+def interleaved(fns: dict, repeats: int, warmup: int = 1) -> dict[str, float]:
+    """Median seconds of each function, timed in alternating rounds (:func:`interleaved_rounds`)."""
+    return {k: statistics.median(v) for k, v in interleaved_rounds(fns, repeats, warmup).items()}
+
+
+def round_ratio_spread(times: dict[str, list[float]], variant: str, base: str = "ref") -> tuple[float, float]:
+    """Lowest and highest quartile of ``variant / base`` within one round (paired, as the rounds
+    alternate): how far this machine's noise moves a ratio within one run."""
+    ratios = sorted(a / b for a, b in zip(times[variant], times[base]))
+    if len(ratios) < 4:
+        return ratios[0], ratios[-1]
+    q = statistics.quantiles(ratios, n=4)
+    return q[0], q[2]
 
 
 def _pair(name: str, size: int | None, **options):
@@ -136,27 +152,30 @@ def bench_pairs(quick: bool) -> list[dict]:
             fwd = {"ref": lambda: ref_fwd(x), "tnn": lambda: net(x, **same), "opt": lambda: opt(x, **same)}
             if same:
                 fwd["all"] = lambda: net(x)
+            rounds = {}
             with torch.inference_mode():
-                row.update({f"{k}_fwd_s": v for k, v in
-                            interleaved({**fwd, "unpacked": lambda: unpacked(x, **same)}, repeats).items()})
+                rounds["fwd"] = interleaved_rounds({**fwd, "unpacked": lambda: unpacked(x, **same)}, repeats)
             if not (quick and name in ("cornet_s", "convrnn_shallow_gru")):
                 if share is not None:
                     fwd["share"] = lambda: share(x, **same)
                 bwd = {k: (lambda f=f: _loss(f()).backward()) for k, f in fwd.items() if k in ("ref", "tnn", "share")}
                 fwd.pop("share", None)
-                row.update({f"{k}_fwdbwd_s": v for k, v in interleaved(bwd, max(3, repeats // 2)).items()})
-            for kind in ("fwd", "fwdbwd"):
+                rounds["fwdbwd"] = interleaved_rounds(bwd, max(3, repeats // 2))
+            for kind, times in rounds.items():
+                row.update({f"{k}_{kind}_s": statistics.median(v) for k, v in times.items()})
                 for variant in ("tnn", "unpacked", "all", "opt", "share"):
-                    if f"{variant}_{kind}_s" in row:
+                    if variant in times:
                         row[f"{variant}_{kind}_ratio"] = row[f"{variant}_{kind}_s"] / row[f"ref_{kind}_s"]
+                row[f"tnn_{kind}_round_ratios"] = round_ratio_spread(times, "tnn")
             rows.append(row)
             if batch == 8 and name.startswith("cornet"):
                 NETS_B8[name] = (net, same, row["tnn_fwd_s"], row["opt_fwd_s"])
             r = lambda k: f"{row[k]:.2f}" if k in row else "-"  # noqa: E731
+            q = lambda k: "[{:.2f}-{:.2f}]".format(*row[k]) if k in row else ""  # noqa: E731
             print(f"  {name:<12} b{batch:<3} fwd {row['tnn_fwd_s'] * 1e3:8.1f} ms vs ref {row['ref_fwd_s'] * 1e3:8.1f} ms"
-                  f"  ratio {r('tnn_fwd_ratio')} (unpacked {r('unpacked_fwd_ratio')}, options "
-                  f"{r('opt_fwd_ratio')}, every step {r('all_fwd_ratio')}) | fwd+bwd ratio {r('tnn_fwdbwd_ratio')} (share_constants "
-                  f"{r('share_fwdbwd_ratio')})", flush=True)
+                  f"  ratio {r('tnn_fwd_ratio')} {q('tnn_fwd_round_ratios')} (unpacked {r('unpacked_fwd_ratio')}, options "
+                  f"{r('opt_fwd_ratio')}, every step {r('all_fwd_ratio')}) | fwd+bwd ratio {r('tnn_fwdbwd_ratio')} "
+                  f"{q('tnn_fwdbwd_round_ratios')} (share_constants {r('share_fwdbwd_ratio')})", flush=True)
     return rows
 
 
