@@ -109,15 +109,26 @@ edges:
     assert torch.equal(x, before) and torch.equal(y, torch.relu(before))
 
 
-def test_unhooked_sees_global_and_module_hooks():
+@pytest.mark.parametrize("kind", ["forward", "forward_pre", "full_backward", "full_backward_pre"])
+def test_unhooked_sees_global_and_module_hooks(kind):
     m = nn.Linear(2, 2)
     assert inplace.unhooked(m)
-    h = m.register_forward_pre_hook(lambda *a: None)
+    h = getattr(m, f"register_{kind}_hook")(lambda *a: None)
     assert not inplace.unhooked(m)
     h.remove()
-    g = nn.modules.module.register_module_forward_hook(lambda *a: None)
+    register = getattr(nn.modules.module, f"register_module_{kind}_hook")
+    g = register(lambda *a: None)
     try:
         assert not inplace.unhooked(m)
     finally:
         g.remove()
     assert inplace.unhooked(m)
+
+
+def test_a_backward_hook_on_a_relu_still_fires():
+    torch.manual_seed(0)
+    net = tnnspec.compile(_small("cornet_rt")).train()
+    fired = []
+    net.areas["V1"].ops.relu.register_full_backward_hook(lambda m, gi, go: fired.append(go[0].shape))
+    sum(v.square().mean() for v in net(net.example_inputs(2)).readouts.values()).backward()
+    assert fired

@@ -8,7 +8,7 @@ same bits either way; what in place needs is that nothing else holds the tensor:
 - it was just made by an op that returns a new tensor (:data:`MAKES_NEW`: convolutions, linear
   maps, norms, pools — never its input, a view of it, or a kept value), checked at every call,
   so a module swapped in later (an ``nn.Identity`` as an ablation) turns it off;
-- no forward hook could have kept it (:func:`unhooked`), nor see it change;
+- no hook could have kept it or wrapped it (:func:`unhooked`), nor see it change;
 - its op's backward does not read it (none of :data:`MAKES_NEW` saves its output), so autograd
   works as before; a ReLU's own backward reads the ReLU's output, in place or not.
 """
@@ -25,12 +25,16 @@ MAKES_NEW = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.BatchNorm1d, nn.BatchN
              nn.LayerNorm, PerStepNorm, nn.MaxPool2d, nn.AvgPool2d)
 
 
+_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
 def unhooked(*modules: nn.Module) -> bool:
-    """No forward hook, global or on one of ``modules``, is registered."""
-    hooks = nn.modules.module
-    if hooks._global_forward_hooks or hooks._global_forward_pre_hooks:
+    """No forward or backward hook, global or on one of ``modules``, is registered (a backward
+    hook wraps a module's output, and a module run as ``torch.relu_`` would skip its hooks)."""
+    everywhere = nn.modules.module
+    if any(getattr(everywhere, "_global" + kind, None) for kind in _HOOKS):
         return False
-    return not any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+    return not any(getattr(m, kind, None) for m in modules for kind in _HOOKS)
 
 
 def relu_of_new(x: Tensor, *makers: nn.Module) -> Tensor:
