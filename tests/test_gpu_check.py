@@ -25,13 +25,13 @@ def test_without_cuda_it_skips_cleanly():
 
 def test_dry_run_on_the_cpu_checks_every_model_end_to_end(tmp_path):
     out = tmp_path / "gpu.json"
-    done = subprocess.run([sys.executable, SCRIPT, "--device", "cpu", "--quick", "--models", "spoerer2017_b",
-                           "reynolds_heeger", "--json", str(out)], capture_output=True, text=True, cwd=ROOT,
-                          timeout=300)
+    done = subprocess.run([sys.executable, SCRIPT, "--device", "cpu", "--quick", "--batches", "1", "16",
+                           "--models", "spoerer2017_b", "reynolds_heeger", "--json", str(out)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "2/2 models ok on cpu" in done.stdout
+    assert "2/2 models ok on cpu" in done.stdout and "eager b16" in done.stdout
     rows = json.loads(out.read_text())
     assert {r["model"] for r in rows} == {"spoerer2017_b", "reynolds_heeger"}
     for r in rows:
-        assert r["ok"] and r["max_abs_diff"] == 0.0 and r["graphs_b64_maxdiff"] == 0.0, r
-        assert r["eager_b1_ms"] > 0 and r["eager_b64_ms"] > 0
+        assert r["ok"] and r["max_abs_diff"] == 0.0 and r["graphs_b16_maxdiff"] == 0.0, r
+        assert r["eager_b1_ms"] > 0 and r["eager_b16_ms"] > 0 and r["nhwc_b16_ms"] > 0

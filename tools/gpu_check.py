@@ -1,12 +1,14 @@
 """GPU check: CUDA outputs against CPU for every zoo model, then eager vs CUDA-graph vs torch.compile timings.
 
-    python tools/gpu_check.py [--quick] [--json OUT.json]
+    python tools/gpu_check.py [--quick] [--json OUT.json] [--batches 1 64] [--device cpu]
 
 Prints a table; exits 0 (and says so) when CUDA is not available. Timings use CUDA events,
 median of repeated runs after warm-up: eager, eager with ``channels_last=True``, with
 ``share_constants=True`` (models with input-independent updates; checked against eager), tnnspec's own
-CUDA-graph capture (``cuda_graphs=True``, checked against eager) at batch 1 and 64, and for the
-``--compile-models`` torch.compile (default mode at batch 1 and 64, 'reduce-overhead' at 64).
+CUDA-graph capture (``cuda_graphs=True``, checked against eager) at batch 1 and 64 (``--batches``),
+and for the ``--compile-models`` torch.compile (default mode at both batches, 'reduce-overhead' at
+the larger). ``--device cpu --quick --batches 1 2`` dry-runs every check of every zoo model on the
+CPU in a few minutes.
 The correctness check runs models at reduced resolution where the architecture allows (the
 same override the tests use), so the check fits in a few minutes.
 """
@@ -89,7 +91,10 @@ def main() -> int:
     ap.add_argument("--compile-models", nargs="*", default=["cornet_rt", "blt_net_64"],
                     help="models also timed through torch.compile and CUDA graphs (mode='reduce-overhead')")
     ap.add_argument("--budget-s", type=float, default=300, help="skip compile timings once this much time has passed")
+    ap.add_argument("--batches", type=int, nargs=2, default=[1, 64], metavar=("SMALL", "LARGE"),
+                    help="the two batch sizes timed (a CPU dry run of every model: 1 2)")
     args = ap.parse_args()
+    small, large = args.batches
     started = time.time()
     dev = args.device
     if dev == "cuda" and not torch.cuda.is_available():
@@ -103,10 +108,11 @@ def main() -> int:
     print(f"device: {name_of}  torch {torch.__version__}  date {time.strftime('%Y-%m-%d')}")
     names = args.models or zoo.list()
     results, failed = [], 0
-    cols = [("eager_b1_ms", "eager b1"), ("graphs_b1_ms", "graphs b1"), ("compiled_b1_ms", "compile b1"),
-            ("eager_b64_ms", "eager b64"), ("nhwc_b64_ms", "nhwc b64"), ("shared_b64_ms", "shared b64"),
-            ("graphs_b64_ms", "graphs b64"),
-            ("compiled_b64_ms", "compile b64"), ("reduce_overhead_b64_ms", "r-o b64")]
+    cols = [(f"eager_b{small}_ms", f"eager b{small}"), (f"graphs_b{small}_ms", f"graphs b{small}"),
+            (f"compiled_b{small}_ms", f"compile b{small}"), (f"eager_b{large}_ms", f"eager b{large}"),
+            (f"nhwc_b{large}_ms", f"nhwc b{large}"), (f"shared_b{large}_ms", f"shared b{large}"),
+            (f"graphs_b{large}_ms", f"graphs b{large}"), (f"compiled_b{large}_ms", f"compile b{large}"),
+            (f"reduce_overhead_b{large}_ms", f"r-o b{large}")]
     print(f"{'model':<28} {'max|cuda-cpu|':>14} {'ok':>4} " + " ".join(f"{c:>11}" for _, c in cols) + "  (ms)")
     for name in names:
         row = {"model": name}
@@ -135,24 +141,25 @@ def main() -> int:
                 shared = tnnspec.compile(full.spec, share_constants=True).eval().to(dev)
                 shared.load_state_dict(full.state_dict())
             repeats = 5 if args.quick else 20
-            for batch in (1, 64):
+            for batch in (small, large):
                 bx = full.example_inputs(batch)
                 with torch.inference_mode():
                     row[f"eager_b{batch}_ms"] = cuda_time(lambda: full(bx), repeats)
-                    if batch == 64:
-                        row["nhwc_b64_ms"] = cuda_time(lambda: nhwc(bx), repeats)
-                    if batch == 64 and shared is not None:
-                        row["shared_b64_maxdiff"] = max_diff(outputs(full, bx), outputs(shared, bx))
-                        row["shared_b64_ms"] = cuda_time(lambda: shared(bx), repeats)
+                    if batch == large:
+                        row[f"nhwc_b{large}_ms"] = cuda_time(lambda: nhwc(bx), repeats)
+                    if batch == large and shared is not None:
+                        row[f"shared_b{large}_maxdiff"] = max_diff(outputs(full, bx), outputs(shared, bx))
+                        row[f"shared_b{large}_ms"] = cuda_time(lambda: shared(bx), repeats)
                     row[f"graphs_b{batch}_maxdiff"] = max_diff(outputs(full, bx), outputs(graphed, bx))
                     row[f"graphs_b{batch}_ms"] = cuda_time(lambda: graphed(bx), repeats)
-            row["ok"] = row["ok"] and max(row["graphs_b1_maxdiff"], row["graphs_b64_maxdiff"],
-                                          row.get("shared_b64_maxdiff", 0.0)) <= 1e-4 * max(1.0, scale)
+            row["ok"] = row["ok"] and max(row[f"graphs_b{small}_maxdiff"], row[f"graphs_b{large}_maxdiff"],
+                                          row.get(f"shared_b{large}_maxdiff", 0.0)) <= 1e-4 * max(1.0, scale)
             failed += not row["ok"]
             del graphed, nhwc, shared
             if name in args.compile_models and not args.quick:
-                for key, mode, batch in (("compiled_b1_ms", "default", 1), ("compiled_b64_ms", "default", 64),
-                                         ("reduce_overhead_b64_ms", "reduce-overhead", 64)):
+                for key, mode, batch in ((f"compiled_b{small}_ms", "default", small),
+                                         (f"compiled_b{large}_ms", "default", large),
+                                         (f"reduce_overhead_b{large}_ms", "reduce-overhead", large)):
                     if time.time() - started > args.budget_s:
                         break
                     bx = full.example_inputs(batch)
