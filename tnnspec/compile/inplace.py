@@ -37,9 +37,10 @@ def unhooked(*modules: nn.Module) -> bool:
     return not any(getattr(m, kind, None) for m in modules for kind in _HOOKS)
 
 
-def relu_of_new(x: Tensor, *makers: nn.Module) -> Tensor:
+def relu_of_new(x: Tensor, *makers: nn.Module, relu: nn.Module | None = None) -> Tensor:
     """``relu(x)`` where ``x`` was just returned by ``makers`` (one of them made it, the others
-    were called on the way, e.g. a conv and its norm): in place when that is safe."""
-    if all(isinstance(m, MAKES_NEW) for m in makers) and unhooked(*makers):
+    were called on the way, e.g. a conv and its norm): in place when that is safe. ``relu``: the
+    ``nn.ReLU`` module this stands in for, whose hooks must not be skipped."""
+    if all(isinstance(m, MAKES_NEW) for m in makers) and unhooked(*makers, *((relu,) if relu is not None else ())):
         return torch.relu_(x)
-    return torch.relu(x)
+    return relu(x) if relu is not None else torch.relu(x)

@@ -9,7 +9,7 @@ from torch import nn
 from ..spec.components import ShapeContext
 from ..spec.models import Area, Normalization
 from .fusion import conv_norm, fusable
-from .inplace import relu_of_new, unhooked
+from .inplace import relu_of_new
 from .registry import CELL_BUILDERS, OP_BUILDERS, OpContext, StepOp
 
 
@@ -49,8 +49,8 @@ class OpChain(nn.Module):
         before = None
         for i, (name, aware) in enumerate(zip(self.names, self.step_aware)):
             module = modules[name]
-            if i in self.relu_at and type(module) is nn.ReLU and unhooked(module):
-                x = relu_of_new(x, before)
+            if i in self.relu_at and type(module) is nn.ReLU:
+                x = relu_of_new(x, before, relu=module)
             else:
                 x = module(x, step) if aware else module(x)
             before = module
@@ -64,8 +64,8 @@ class OpChain(nn.Module):
             if i in self.fusable_at:  # conv + BatchNorm: one conv (the norm is skipped)
                 x = conv_norm(module, modules[self.names[i + 1]], x)
                 i += 2
-            elif i in self.relu_at and type(module) is nn.ReLU and unhooked(module):
-                x = relu_of_new(x, modules[self.names[i - 1]])
+            elif i in self.relu_at and type(module) is nn.ReLU:
+                x = relu_of_new(x, modules[self.names[i - 1]], relu=module)
                 i += 1
             else:
                 x = module(x, step) if self.step_aware[i] else module(x)
