@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..graph.plan import build_plan
 from ..spec.models import Spec
 
 
@@ -16,9 +15,10 @@ def _fmt(shape) -> str:
 
 def summary_text(spec: Spec, steps: int | None = None, show_plan: bool = True) -> str:
     from .. import compile as compile_spec
+    from ..compile.passes import DEFAULT
 
-    net = compile_spec(spec)
-    plan = build_plan(spec, steps)
+    net = compile_spec(spec, optimize=(*DEFAULT, "share_constants"))  # the default passes, constants marked
+    plan = net.plan_for(steps)
     shapes = plan.shapes
     edge_params: dict[str, int] = {a: 0 for a in spec.areas}
     for i, e in enumerate(spec.edges):
@@ -50,7 +50,7 @@ def summary_text(spec: Spec, steps: int | None = None, show_plan: bool = True) -
                  f"{100 * (slots - plan.work) / slots:.0f}% of {slots} saved"
                  + (f"; {plan.reused_terms} edge terms reused" if plan.reused_terms else "")
                  + (f"; {plan.reused_drives} cell input terms reused" if plan.reused_drives else "")
-                 + (f"; {plan.constant} input-independent (share_constants=True computes them once per batch)"
+                 + (f"; {plan.constant} input-independent (the pass share_constants computes them once per batch)"
                     if plan.constant else ""))
     if show_plan:
         lines += ["", str(plan)]

@@ -107,7 +107,9 @@ def _network_options(args) -> dict:
     if args.activation_checkpointing:
         options["checkpoint"] = {"step": True, "recursive": "recursive"}[args.activation_checkpointing]
     if args.share_constants:
-        options["share_constants"] = True
+        from ..compile.passes import DEFAULT
+
+        options["optimize"] = (*DEFAULT, "share_constants")
     return options
 
 

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ..spec import cells as P
 from ..spec.components import pair
+from . import passes
 from .fusion import conv_norm
 from .inplace import relu_of_new
 from .packing import Conv2d
@@ -390,9 +391,8 @@ class CORnetSBlockCell(Cell):
     """CORnet-S ``CORblock_S`` without ``conv_input`` (on the edge); parameter names and
     order match CORnet's, so ``V2.skip.weight`` etc. load one to one. With ``fuse_batchnorm``
     each conv and its BatchNorm run as one conv in eval mode (:mod:`tnnspec.compile.fusion`).
-    Its ReLUs work in place where that is safe (:mod:`tnnspec.compile.inplace`), as CORnet's."""
-
-    fuse_batchnorm: bool = False
+    With ``inplace_relu`` its ReLUs work in place where that is safe
+    (:mod:`tnnspec.compile.inplace`), as CORnet's."""
 
     def __init__(self, params: P.CORnetSBlock, drive_shape, out_shape, steps):
         super().__init__(params, drive_shape, out_shape, steps)
@@ -412,7 +412,8 @@ class CORnetSBlockCell(Cell):
 
     def forward(self, drive, state, step):
         h = drive
-        fuse = self.fuse_batchnorm
+        fuse, inplace = passes.on("fuse_batchnorm"), passes.on("inplace_relu")
+        relu = relu_of_new if inplace else (lambda x, *makers: torch.relu(x))
         for k in range(self.inner_steps):
             if k == 0:
                 skip = conv_norm(self.skip, self.norm_skip, h, fuse)
@@ -421,11 +422,12 @@ class CORnetSBlockCell(Cell):
                 skip = h
                 stride = 1
             norm1, norm2 = getattr(self, f"norm1_{k}"), getattr(self, f"norm2_{k}")
-            z = relu_of_new(conv_norm(self.conv1, norm1, h, fuse), self.conv1, norm1)
-            z = relu_of_new(conv_norm(self.conv2, norm2, z, fuse,
-                                      run=lambda u, w, b: self.conv2.conv_at(u, w, b, (stride, stride))),
-                            self.conv2, norm2)
-            h = torch.relu_(conv_norm(self.conv3, getattr(self, f"norm3_{k}"), z, fuse) + skip)  # a new sum
+            z = relu(conv_norm(self.conv1, norm1, h, fuse), self.conv1, norm1)
+            z = relu(conv_norm(self.conv2, norm2, z, fuse,
+                               run=lambda u, w, b: self.conv2.conv_at(u, w, b, (stride, stride))),
+                     self.conv2, norm2)
+            h = conv_norm(self.conv3, getattr(self, f"norm3_{k}"), z, fuse) + skip  # a new sum
+            h = torch.relu_(h) if inplace else torch.relu(h)
             h = self.output(h)
         return h, None
 

@@ -8,6 +8,7 @@ from torch import nn
 
 from ..spec.components import ShapeContext
 from ..spec.models import Area, Normalization
+from . import passes
 from .fusion import conv_norm, fusable
 from .inplace import relu_of_new
 from .registry import CELL_BUILDERS, OP_BUILDERS, OpContext, StepOp
@@ -15,16 +16,13 @@ from .registry import CELL_BUILDERS, OP_BUILDERS, OpContext, StepOp
 
 class OpChain(nn.Module):
     """Ops applied in order; children are named by op type (``conv``, ``norm``, ``conv_1``...).
-    With ``fuse_batchnorm`` set, a conv followed by a BatchNorm runs as one conv in eval mode
-    (:mod:`tnnspec.compile.fusion`). A ReLU right after an op that makes a new tensor (a conv, a
-    norm, ...) works in place (:mod:`tnnspec.compile.inplace`)."""
-
-    fuse_batchnorm: bool = False
+    With the pass ``fuse_batchnorm`` on, a conv followed by a BatchNorm runs as one conv in eval
+    mode (:mod:`tnnspec.compile.fusion`); with ``inplace_relu``, a ReLU right after an op that
+    makes a new tensor (a conv, a norm, ...) works in place (:mod:`tnnspec.compile.inplace`)."""
 
     def __init__(self, ops, in_shape, ctx: ShapeContext, steps: int):
         super().__init__()
         self.names: list[str] = []
-        self.step_aware: list[bool] = []
         shape = tuple(in_shape)
         counts: dict[str, int] = {}
         for entry in ops:
@@ -35,7 +33,6 @@ class OpChain(nn.Module):
             name = entry.op_name if n == 0 else f"{entry.op_name}_{n}"
             self.add_module(name, module)
             self.names.append(name)
-            self.step_aware.append(isinstance(module, StepOp))
             shape = out
         self.out_shape = shape
         modules = [getattr(self, n) for n in self.names]
@@ -43,32 +40,34 @@ class OpChain(nn.Module):
         self.relu_at = frozenset(i for i in range(1, len(modules)) if type(modules[i]) is nn.ReLU)
 
     def forward(self, x: torch.Tensor, step: int = 0) -> torch.Tensor:
-        if self.fuse_batchnorm and self.fusable_at and not self.training:
+        if self.fusable_at and not self.training and passes.on("fuse_batchnorm"):
             return self._fused(x, step)
         modules = self._modules  # (not getattr: nn.Module's __getattr__ is slow in this loop)
         before = None
-        for i, (name, aware) in enumerate(zip(self.names, self.step_aware)):
+        inplace = bool(self.relu_at) and passes.on("inplace_relu")
+        for i, name in enumerate(self.names):
             module = modules[name]
-            if i in self.relu_at and type(module) is nn.ReLU:
+            if inplace and i in self.relu_at and type(module) is nn.ReLU:
                 x = relu_of_new(x, before, relu=module)
             else:
-                x = module(x, step) if aware else module(x)
+                x = module(x, step) if isinstance(module, StepOp) else module(x)
             before = module
         return x
 
     def _fused(self, x: torch.Tensor, step: int) -> torch.Tensor:
         i = 0
         modules = self._modules
+        inplace = passes.on("inplace_relu")
         while i < len(self.names):
             module = modules[self.names[i]]
-            if i in self.fusable_at:  # conv + BatchNorm: one conv (the norm is skipped)
+            if i in self.fusable_at and fusable(module, modules[self.names[i + 1]]):  # one conv, norm skipped
                 x = conv_norm(module, modules[self.names[i + 1]], x)
                 i += 2
-            elif i in self.relu_at and type(module) is nn.ReLU:
+            elif inplace and i in self.relu_at and type(module) is nn.ReLU:
                 x = relu_of_new(x, modules[self.names[i - 1]], relu=module)
                 i += 1
             else:
-                x = module(x, step) if self.step_aware[i] else module(x)
+                x = module(x, step) if isinstance(module, StepOp) else module(x)
                 i += 1
         return x
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from ..spec import ops as P
 from ..spec.components import pair
+from . import passes
 from .packing import Conv2d
 from .registry import OpContext, StepOp, builds_op
 
@@ -84,7 +85,8 @@ class GlobalPool(nn.Module):
 
 class MaxPool2d(nn.MaxPool2d):
     """``nn.MaxPool2d`` (same output, bit for bit) that pools a channels-last copy of an NCHW
-    map when no gradient flows through it.
+    map when no gradient flows through it. This is the kernel pass ``maxpool_nhwc``; its
+    invariant (bit-identical outputs) follows from the rule below.
 
     ATen has two CPU max-pool kernels with one rule — start from −inf, visit the window row by
     row, take an element ``v`` where ``v > max`` or ``v`` is NaN — its NCHW kernel one output
@@ -97,7 +99,7 @@ class MaxPool2d(nn.MaxPool2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (x.device.type == "cpu" and x.dim() == 4 and not self.return_indices and x.is_contiguous()
-                and not (torch.is_grad_enabled() and x.requires_grad) and not torch.compiler.is_compiling()):
+                and not (torch.is_grad_enabled() and x.requires_grad) and passes.on("maxpool_nhwc")):
             y = F.max_pool2d(x.contiguous(memory_format=torch.channels_last), self.kernel_size, self.stride,
                              self.padding, self.dilation, ceil_mode=self.ceil_mode)
             return y.contiguous()

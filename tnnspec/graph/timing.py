@@ -20,6 +20,8 @@ import math
 
 import networkx as nx
 
+from dataclasses import dataclass
+
 from ..spec.models import BOTTOM_UP, DRIVING, Spec
 
 PRESETS = {
@@ -27,6 +29,47 @@ PRESETS = {
     "sweep": {"feedforward": 0, "skip": 0, "lateral": 1, "feedback": 1, "attention": 1, "normalization": 1},
 }
 MS_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class Lesions:
+    """Rule 6: edges cut and areas silenced, each at some steps (``None``: every step).
+    Plain tuples, hashable, so a plan can be cached per lesion set."""
+
+    cut: tuple[tuple[int, frozenset[int] | None], ...] = ()  # (edge index, steps)
+    silenced: tuple[tuple[str, frozenset[int] | None], ...] = ()  # (area, steps)
+
+    def __bool__(self) -> bool:
+        return bool(self.cut or self.silenced)
+
+    def is_cut(self, edge: int, step: int) -> bool:
+        return any(e == edge and (steps is None or step in steps) for e, steps in self.cut)
+
+    def is_silenced(self, area: str, step: int) -> bool:
+        return any(a == area and (steps is None or step in steps) for a, steps in self.silenced)
+
+    def always_cut(self, edge: int) -> bool:
+        return (edge, None) in self.cut
+
+    def always_silenced(self, area: str) -> bool:
+        return (area, None) in self.silenced
+
+
+NO_LESIONS = Lesions()
+
+
+def file_lesions(spec: Spec) -> Lesions:
+    """The lesions written in the file: edges and areas with ``enabled: false``."""
+    return Lesions(cut=tuple((i, None) for i, e in enumerate(spec.edges) if not e.enabled),
+                   silenced=tuple((a, None) for a, area in spec.areas.items() if not area.enabled))
+
+
+def shown(schedule, step: int) -> bool:
+    """Rule 5: whether an input with this schedule shows its image (or frame) at ``step``;
+    otherwise it shows its blank value (``on_off`` only)."""
+    if schedule.type != "on_off":
+        return True
+    return schedule.on <= step and (schedule.off is None or step < schedule.off)
 
 
 def ms_to_steps(delay_ms: float, dt_ms: float) -> int:
@@ -69,12 +112,14 @@ def graph(spec: Spec, delays: list[int] | None = None) -> nx.MultiDiGraph:
     return g
 
 
-def arrival_steps(spec: Spec, delays: list[int] | None = None) -> dict[str, int | None]:
+def arrival_steps(spec: Spec, delays: list[int] | None = None,
+                  lesions: Lesions = NO_LESIONS) -> dict[str, int | None]:
     """Rule 2: earliest step each node can be reached from an input (None: never).
 
     A Dijkstra search over the networkx graph where crossing edge e from a node reached at
     step a reaches its target at ``max(a + delay, from_step)`` — monotone in ``a``, so the
-    greedy order is exact. O(E log V); no path enumeration.
+    greedy order is exact. O(E log V); no path enumeration. With lesions (rule 6), the first
+    step from there at which the edge is not cut and its source not silenced (still monotone).
     """
     g = graph(spec, delays)
     best: dict[str, int] = {}
@@ -85,18 +130,27 @@ def arrival_steps(spec: Spec, delays: list[int] | None = None) -> dict[str, int 
         if node in best:
             continue
         best[node] = step
-        for _, target, data in g.out_edges(node, data=True):
-            if data["type"] in DRIVING and target not in best:
-                heapq.heappush(heap, (max(step + data["delay"], data["from_step"]), target))
+        for _, target, key, data in g.out_edges(node, keys=True, data=True):
+            if data["type"] not in DRIVING or target in best:
+                continue
+            if lesions.always_cut(key) or (node in spec.areas and lesions.always_silenced(node)):
+                continue
+            t, d = max(step + data["delay"], data["from_step"]), data["delay"]
+            while lesions.is_cut(key, t) or lesions.is_silenced(node, t - d):
+                t += 1  # windows are finite sets of steps
+            heapq.heappush(heap, (t, target))
     return {name: best.get(name) for name in list(spec.inputs) + list(spec.areas)}
 
 
-def active(spec: Spec, arrival: dict[str, int | None], node: str, step: int) -> bool:
-    """Rule 3/4: whether ``node`` produces a (possibly zero-driven) output at ``step``."""
+def active(spec: Spec, arrival: dict[str, int | None], node: str, step: int,
+           lesions: Lesions = NO_LESIONS) -> bool:
+    """Rule 3/4/6: whether ``node`` produces a (possibly zero-driven) output at ``step``."""
     if step < 0:
         return False
     if node in spec.inputs:
         return True
+    if lesions.is_silenced(node, step):
+        return False
     area = spec.areas[node]
     if area.before_arrival != "silent":
         return True
@@ -104,18 +158,20 @@ def active(spec: Spec, arrival: dict[str, int | None], node: str, step: int) -> 
     return a is not None and step >= a
 
 
-def delivers(spec: Spec, arrival, index: int, delay: int, step: int) -> bool:
-    """Rule 3: whether edge ``index`` delivers a term at ``step``."""
+def delivers(spec: Spec, arrival, index: int, delay: int, step: int, lesions: Lesions = NO_LESIONS) -> bool:
+    """Rule 3/6: whether edge ``index`` delivers a term at ``step``."""
     edge = spec.edges[index]
-    return step >= edge.from_step and active(spec, arrival, edge.source, step - delay)
+    return (step >= edge.from_step and not lesions.is_cut(index, step)
+            and active(spec, arrival, edge.source, step - delay, lesions))
 
 
-def stands_in(spec: Spec, arrival, index: int, delay: int, step: int) -> bool:
-    """Rule 4: whether edge ``index`` delivers its transform of an all-zero source output at
+def stands_in(spec: Spec, arrival, index: int, delay: int, step: int, lesions: Lesions = NO_LESIONS) -> bool:
+    """Rule 4/6: whether edge ``index`` delivers its transform of an all-zero source output at
     ``step`` (its target is ``zero_input`` and only the source's missing output stops delivery)."""
     edge = spec.edges[index]
     return (spec.areas[edge.target].before_arrival == "zero_input" and step >= edge.from_step
-            and not active(spec, arrival, edge.source, step - delay))
+            and not lesions.is_cut(index, step)
+            and not active(spec, arrival, edge.source, step - delay, lesions))
 
 
 def default_steps(spec: Spec, arrival: dict[str, int | None]) -> int:

@@ -75,11 +75,6 @@ def cell_states(spec: Spec, plan: Plan) -> dict[tuple[str, int], str]:
     return out
 
 
-def _frame_shown(spec: Spec, name: str, t: int) -> bool:
-    sched = spec.inputs[name].schedule
-    return sched.type != "on_off" or (sched.on <= t and (sched.off is None or t < sched.off))
-
-
 def unrolled(spec: Spec, steps: int | None = None, *, legend: bool = True,
              plan: Plan | None = None) -> graphviz.Digraph:
     """The space-time picture of ``spec`` unrolled over ``steps`` steps (default: the spec's
@@ -112,7 +107,7 @@ def unrolled(spec: Spec, steps: int | None = None, *, legend: bool = True,
         for t in range(T):
             pos = geo.pos(t, r)
             if node in spec.inputs:
-                shown = _frame_shown(spec, node, t)
+                shown = plan.frames[node][t].kind != "blank"
                 blank_frames |= not shown
                 attrs = dict(fillcolor=INPUT_FILL, color=INPUT_BORDER) if shown else \
                     dict(fillcolor="white", color=INPUT_BORDER, fontcolor="#999999")

@@ -60,6 +60,14 @@ class OpParams(Params):
     an area's ``ops`` or a readout ``head``."""
 
     name: ClassVar[str] = ""
+    #: whether the op's output depends only on its input (declared once, here: an op that
+    #: differs between calls, such as dropout, or that learns from each call, such as batch
+    #: norm statistics, sets this False or overrides :meth:`is_pure`)
+    pure: ClassVar[bool] = True
+
+    def is_pure(self) -> bool:
+        """Whether these parameters make a pure op (the plan may reuse its outputs)."""
+        return self.pure
 
     def output_shape(self, shape: Shape, ctx: ShapeContext) -> Shape:  # pragma: no cover
         raise NotImplementedError

@@ -171,6 +171,9 @@ class Area(Strict):
         "'multiplicative' (b * (1 + l + t): bottom-up times one plus lateral and top-down)"))
     cell: Cell = Field(default_factory=lambda: CELLS["identity"](), description="the recurrent state update")
     ops: OpList = Field(default_factory=list, description="ops applied to the cell output")
+    enabled: bool = Field(True, description=(
+        "false: the area is lesioned — silent at every step (computes nothing, outputs exactly zero, "
+        "its edges deliver nothing); its modules stay, so weights still load"))
     description: str | None = Field(None, description="free text")
 
 
@@ -187,6 +190,9 @@ class EdgeBase(Strict):
     transform: OpList = Field(default_factory=list, description="ops applied to the delivered signal")
     weight: float = Field(1.0, description="scale of the contribution (e.g. an FLN-derived weight)")
     name: Name | None = Field(None, description="module name (default: <source>__<target>)")
+    enabled: bool = Field(True, description=(
+        "false: the edge is cut — it delivers nothing at any step, as if absent; its module stays, "
+        "so weights still load"))
     description: str | None = Field(None, description="free text")
 
     @model_validator(mode="after")

@@ -264,6 +264,9 @@ class Norm(OpParams):
         _only_for(self, "type", {"groups": ("group",), "momentum": ("batch",), "per_step": ("batch",)})
         return self
 
+    def is_pure(self) -> bool:
+        return self.type != "batch"  # batch norm statistics learn from each training call
+
     def output_shape(self, shape: Shape, ctx: ShapeContext) -> Shape:
         if len(shape) not in (1, 3):
             raise ShapeError(f"norm needs a feature map [C, H, W] or a vector [F], got {_shape_str(shape)}")
@@ -364,6 +367,7 @@ class Dropout(_Elementwise):
     (a fresh mask per call); in evaluation ``y = x``."""
 
     shorthand = "p"
+    pure = False  # a fresh mask per call in training
     p: float = Field(0.5, ge=0, lt=1, description="probability of zeroing each element")
 
 

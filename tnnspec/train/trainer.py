@@ -171,7 +171,7 @@ class Trainer:
                              f"({self.world_size}): every process needs at least one image per step")
 
         seed_everything(cfg.seed)
-        # execution options of the compiled network (checkpoint, share_constants, ...): they change
+        # execution options of the compiled network (checkpoint, optimize=...): they change
         # memory and speed, not the model, so checkpoints stay interchangeable
         self.net = tnnspec.compile(spec, **(network_options or {})).to(self.device)
         self.model = torch.compile(self.net) if compile else self.net
