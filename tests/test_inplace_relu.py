@@ -132,3 +132,34 @@ def test_a_backward_hook_on_a_relu_still_fires():
     net.areas["V1"].ops.relu.register_full_backward_hook(lambda m, gi, go: fired.append(go[0].shape))
     sum(v.square().mean() for v in net(net.example_inputs(2)).readouts.values()).backward()
     assert fired
+
+
+def test_a_hook_on_a_child_of_the_maker_keeps_what_it_returned(in_place_calls):
+    """A forward hook on ``PerStepNorm.steps[0]`` (a child of the op that made the tensor) that
+    keeps its output must see it unclamped: the ReLU after the norm runs out of place."""
+    spec = tnnspec.loads("""
+tnnspec: "1.0"
+name: per_step_hook
+time: {steps: 2}
+inputs: {x: {shape: [4, 6, 6]}}
+areas:
+  A: {level: 1, channels: 4, ops: [{conv: {kernel: 3, padding: 1}}, {norm: {type: batch, per_step: true}}, relu]}
+edges:
+  - {type: feedforward, source: x, target: A}
+""")
+    torch.manual_seed(0)
+    net = tnnspec.compile(spec).eval()
+    x = torch.randn(2, 4, 6, 6)
+    with torch.no_grad():
+        net(x)
+    assert in_place_calls, "no ReLU ran in place without the hook"
+    norm = net.areas["A"].ops.norm
+    assert isinstance(norm, inplace.PerStepNorm)
+    kept = []
+    handle = norm.steps[0].register_forward_hook(lambda m, i, o: kept.append((o, o.clone())))
+    try:
+        with torch.no_grad():
+            net(x)
+    finally:
+        handle.remove()
+    assert kept and all((o < 0).any() and torch.equal(o, seen) for o, seen in kept)  # not clamped

@@ -12,15 +12,16 @@ from .spec.diagnostics import Diagnostic, SpecError
 from .spec.models import Spec
 
 __version__ = "0.1.0"
-__all__ = ["Spec", "SpecError", "Diagnostic", "load", "loads", "dumps", "check_file", "compile", "__version__"]
+__all__ = ["Spec", "SpecError", "Diagnostic", "load", "loads", "dumps", "check_file", "compile", "zoo", "__version__"]
 
 
 
 def __getattr__(name: str):
     # torch is imported only when the compiler is first used: validating needs no torch.
     # tnnspec.compile is a callable package: tnnspec.compile(spec) -> Network.
-    if name == "compile":
+    # tnnspec.zoo is imported on first use too (``import tnnspec; tnnspec.zoo.list()``).
+    if name in ("compile", "zoo"):
         import importlib
 
-        return importlib.import_module(".compile", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'tnnspec' has no attribute {name!r}")

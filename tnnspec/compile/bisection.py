@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
-from torch.utils._pytree import tree_flatten, tree_unflatten
+from .torch_compat import tree_flatten, tree_unflatten
 
 
 def bisection_points(start: int, end: int) -> list[int]:

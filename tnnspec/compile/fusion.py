@@ -1,4 +1,4 @@
-"""Convolution + BatchNorm as one convolution for inference (``tnnspec.compile(spec, fuse_batchnorm=True)``).
+"""Kernel pass ``fuse_batchnorm``: convolution + BatchNorm as one convolution for inference.
 
 In eval mode a BatchNorm is the affine map ``y = (x − μ)·γ/√(σ² + ε) + β`` with its running
 statistics ``μ, σ²``; after a convolution ``x = W ⋆ u + b`` it folds into the convolution:
@@ -23,6 +23,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from . import torch_compat
 from .kept import kept, mark_derived, store
 
 FOLDS = "batchnorm_folds"  # the kept store of a fused norm
@@ -55,7 +56,7 @@ def conv_with(conv: nn.Conv2d, x: Tensor, weight: Tensor, bias: Tensor | None) -
     """``conv``'s geometry (padding mode, stride, explicit 'same' padding) with other weights."""
     if hasattr(conv, "conv_with"):
         return conv.conv_with(x, weight, bias)
-    return conv._conv_forward(x, weight, bias)
+    return torch_compat.conv2d_forward(conv, x, weight, bias)
 
 
 def cached_fold(weight: Tensor, bias: Tensor | None, norm: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:

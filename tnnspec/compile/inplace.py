@@ -8,7 +8,8 @@ same bits either way; what in place needs is that nothing else holds the tensor:
 - it was just made by an op that returns a new tensor (:data:`MAKES_NEW`: convolutions, linear
   maps, norms, pools — never its input, a view of it, or a kept value), checked at every call,
   so a module swapped in later (an ``nn.Identity`` as an ablation) turns it off;
-- no hook could have kept it or wrapped it (:func:`unhooked`), nor see it change;
+- no hook could have kept it or wrapped it (:func:`unhooked`: global hooks, hooks on the op
+  and on its submodules), nor see it change;
 - its op's backward does not read it (none of :data:`MAKES_NEW` saves its output), so autograd
   works as before; a ReLU's own backward reads the ReLU's output, in place or not.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from . import torch_compat
 from .ops import PerStepNorm
 
 #: ops whose output is a new tensor, not saved for their backward
@@ -25,16 +27,13 @@ MAKES_NEW = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.BatchNorm1d, nn.BatchN
              nn.LayerNorm, PerStepNorm, nn.MaxPool2d, nn.AvgPool2d)
 
 
-_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-
-
-def unhooked(*modules: nn.Module) -> bool:
-    """No forward or backward hook, global or on one of ``modules``, is registered (a backward
-    hook wraps a module's output, and a module run as ``torch.relu_`` would skip its hooks)."""
-    everywhere = nn.modules.module
-    if any(getattr(everywhere, "_global" + kind, None) for kind in _HOOKS):
-        return False
-    return not any(getattr(m, kind, None) for m in modules for kind in _HOOKS)
+def unhooked(*modules: nn.Module | None) -> bool:
+    """No forward or backward hook is registered globally, on one of ``modules`` or on one of
+    their submodules (a backward hook wraps a module's output, a module run as ``torch.relu_``
+    would skip its hooks, and a hook on a maker's child, e.g. ``PerStepNorm.steps[t]``, sees the
+    tensor the ReLU would overwrite). False where the hook registries cannot be read
+    (:func:`tnnspec.compile.torch_compat.hooked`). A leaf module costs four dict checks."""
+    return not torch_compat.hooked(modules)
 
 
 def relu_of_new(x: Tensor, *makers: nn.Module, relu: nn.Module | None = None) -> Tensor:

@@ -1,10 +1,12 @@
-"""Values derived from weights (packed conv weights, folded BatchNorm, input-independent updates)
-kept across calls, and the rule that keeps them true.
+"""Values derived from weights (packed conv weights, folded BatchNorm) kept across calls, and
+the rule that keeps them true. Nothing else is kept from one call to the next.
 
 A kept value is used while the tensors it was derived from are unchanged. Two checks decide:
 
 - at every call, the tensors' identity, version counter and storage address — cheap, and they
-  catch optimiser steps, in-place edits under ``no_grad``, ``load_state_dict`` and ``.to()``;
+  catch optimiser steps, in-place edits under ``no_grad``, ``load_state_dict`` and ``.to()``
+  (where :mod:`~tnnspec.compile.torch_compat` cannot read version counters, the value check
+  below runs at every call instead);
 - once per forward pass of a :class:`~tnnspec.compile.network.Network` (a *session*), and at
   every call made outside one, their values against a copy taken when the value was derived.
   An edit through ``.data`` — the usual way to lesion a weight — bumps no version counter and
@@ -28,6 +30,8 @@ from typing import Sequence
 
 import torch
 from torch import Tensor
+
+from . import torch_compat
 
 _sessions = itertools.count(1)
 _local = threading.local()
@@ -54,11 +58,13 @@ def forget(owner) -> None:
 
 @contextmanager
 def session():
-    """One forward pass: within it, kept values are value-checked at most once each."""
+    """One forward pass: within it, kept values are value-checked at most once each (every call
+    where version counters cannot be read), and :func:`torch_compat.public_only` is fixed."""
     outer = getattr(_local, "session", None)
     _local.session = next(_sessions)
     try:
-        yield
+        with torch_compat.pinned():  # TNNSPEC_PUBLIC_TORCH_ONLY read once per pass
+            yield
     finally:
         _local.session = outer
 
@@ -90,7 +96,9 @@ def same_bits(a: Tensor, b: Tensor) -> bool:
 def _stamp(t: Tensor | None):
     if t is None:
         return None
-    return (t.data_ptr(), t.dtype, t.device) if t.is_inference() else (t._version, t.data_ptr(), t.dtype, t.device)
+    if t.is_inference():
+        return (t.data_ptr(), t.dtype, t.device)
+    return (torch_compat.version_counter(t), t.data_ptr(), t.dtype, t.device)  # None: not readable
 
 
 class Kept:
@@ -116,7 +124,7 @@ class Kept:
         if any(_stamp(t) != s for t, s in zip(tensors, self.stamps)):
             return False
         now = current_session()
-        if now is None or now != self.checked:
+        if now is None or now != self.checked or not torch_compat.version_counters_available():
             if not all(c is None or same_bits(t, c) for t, c in zip(tensors, self.copies)):
                 return False
             self.checked = now

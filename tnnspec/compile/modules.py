@@ -8,7 +8,7 @@ from torch import nn
 
 from ..spec.components import ShapeContext
 from ..spec.models import Area, Normalization
-from . import passes
+from . import passes, torch_compat
 from .fusion import conv_norm, fusable
 from .inplace import relu_of_new
 from .registry import CELL_BUILDERS, OP_BUILDERS, OpContext, StepOp
@@ -42,7 +42,7 @@ class OpChain(nn.Module):
     def forward(self, x: torch.Tensor, step: int = 0) -> torch.Tensor:
         if self.fusable_at and not self.training and passes.on("fuse_batchnorm"):
             return self._fused(x, step)
-        modules = self._modules  # (not getattr: nn.Module's __getattr__ is slow in this loop)
+        modules = torch_compat.children_dict(self)  # (not getattr: nn.Module's __getattr__ is slow here)
         before = None
         inplace = bool(self.relu_at) and passes.on("inplace_relu")
         for i, name in enumerate(self.names):
@@ -56,7 +56,7 @@ class OpChain(nn.Module):
 
     def _fused(self, x: torch.Tensor, step: int) -> torch.Tensor:
         i = 0
-        modules = self._modules
+        modules = torch_compat.children_dict(self)
         inplace = passes.on("inplace_relu")
         while i < len(self.names):
             module = modules[self.names[i]]

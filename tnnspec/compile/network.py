@@ -24,7 +24,7 @@ from ..graph.perturb import NO_PERTURBATIONS, Perturbations, parse
 from ..graph.plan import AreaStep, Plan, build_plan
 from ..spec.components import ShapeContext
 from ..spec.models import Normalization, Spec
-from . import kept, passes
+from . import kept, passes, torch_compat
 from .bisection import run_bisected
 from .modules import AreaModule, DivisiveTerm, EdgeModule, ReadoutModule, gain_view
 from .packing import mark_zero
@@ -192,7 +192,7 @@ class Network(nn.Module):
     def _run(self, plan: Plan, xs: dict, clamps: dict) -> Run:
         first = next(iter(xs.values()))
         batch, dtype, device = first.shape[0], first.dtype, first.device
-        hooked = _any_forward_hooks(self)
+        hooked = torch_compat.forward_hooked(self)
         # zeros the plan makes are marked as such (a conv of them is its bias) unless a hook
         # could write into one in place
         zero = _Zeros(batch, dtype, device, marked=passes.on("zero_convs") and not hooked)
@@ -237,7 +237,7 @@ class Network(nn.Module):
         outputs, states, kept_terms, totals = carry
         if self.tbptt and t and t % self.tbptt == 0:
             outputs = {n: {s: v.detach() for s, v in h.items()} for n, h in outputs.items()}
-            states = {n: _tree_map(_detach, s) for n, s in states.items()}
+            states = {n: torch_compat.tree_map(_detach, s) for n, s in states.items()}
         past = {(r.source, r.at): outputs[r.source][r.at] for s in plan.schedule[t] for r in s.reads
                 if r.at < t and not r.zeros}
         past.update({(s.area, t - 1): outputs[s.area][t - 1] for s in plan.schedule[t] if s.reuse})
@@ -339,7 +339,7 @@ class Network(nn.Module):
         else:
             state = states[s.area]
             if broadcast:
-                state = _tree_map(lambda v: _full(v, zero.batch) if isinstance(v, torch.Tensor) else v,
+                state = torch_compat.tree_map(lambda v: _full(v, zero.batch) if isinstance(v, torch.Tensor) else v,
                                               state)
         if s.area in plan.kept and area.cell.has_input_term:  # the drive recurs: keep the input term
             term = kept_terms[s.area] if s.drive_reuse else area.cell.input_term(drive)
@@ -422,17 +422,3 @@ def _sum(terms: list[torch.Tensor]) -> torch.Tensor:
 def _detach(v):
     return v.detach() if isinstance(v, torch.Tensor) else v
 
-
-def _tree_map(fn, state):
-    """``fn`` applied to every leaf of a cell state (a tensor, None, or tuples/lists of them)."""
-    if isinstance(state, (tuple, list)):
-        return type(state)(_tree_map(fn, s) for s in state)
-    return fn(state)
-
-
-def _any_forward_hooks(network: nn.Module) -> bool:
-    """Whether any forward hook (global or on a module of the network) is registered."""
-    module = nn.modules.module
-    if getattr(module, "_global_forward_hooks", True) or getattr(module, "_global_forward_pre_hooks", True):
-        return True
-    return any(m._forward_hooks or m._forward_pre_hooks for m in network.modules())

@@ -20,7 +20,8 @@ from .registry import OpContext, StepOp, builds_op
 
 # --------------------------------------------------------------------------- convolutions
 class SamePadConv(Conv2d):
-    """Conv with TensorFlow SAME padding (asymmetric when the total is odd)."""
+    """Conv with TensorFlow SAME padding (asymmetric when the total is odd: then an explicit
+    ``F.pad`` first; symmetric padding is the conv's own, which is faster)."""
 
     def __init__(self, *args, in_hw: tuple[int, int], **kwargs):
         super().__init__(*args, padding=0, **kwargs)
@@ -31,10 +32,13 @@ class SamePadConv(Conv2d):
             pads.append((total // 2, total - total // 2))
         (top, bottom), (left, right) = pads
         self.pad = (left, right, top, bottom)
+        if top == bottom and left == right:
+            self.padding = (top, left)
+        self.explicit_pad = not (top == bottom and left == right)
 
     def conv_with(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         """This conv's geometry with the given weights (batch-norm fusion)."""
-        return self._conv_forward(F.pad(x, self.pad), weight, bias)
+        return self._conv_forward(F.pad(x, self.pad) if self.explicit_pad else x, weight, bias)
 
     def forward(self, x):
         return self.conv_with(x, self.weight, self.bias)

@@ -1,29 +1,29 @@
-"""Convolution weights kept packed for CPU inference (``tnnspec.compile(spec, packed_weights=...)``).
+"""Kernel passes of convolutions: ``packed_weights``, ``packed_weights_fast`` and ``zero_convs``.
 
 An eager ``conv2d`` on the CPU hands its weight to oneDNN in PyTorch's plain layout, and
 oneDNN reorders it into its blocked layout on every call. For large kernels on small maps the
 reorder costs more than the arithmetic: CORnet-S's IT conv (2048 → 2048, 3×3, on 7×7) takes
 140 ms at batch 1, 76 ms of them reordering the weight (2-core CPU). Packing reorders each
-weight once and keeps it (:mod:`tnnspec.compile.kept` says for how long). Modes:
+weight once and keeps it (:mod:`tnnspec.compile.kept` says for how long). Passes:
 
-``"exact"`` (the default)
+``packed_weights`` (in the default; invariant: bit-identical to ``conv2d``)
     oneDNN's prepacked convolution context: the same primitive that ``conv2d`` runs, on a
     weight reordered once. Outputs are bit-identical to the plain call. It applies only where
     ATen itself would pick oneDNN for the call (its ``use_mkldnn`` rule, mirrored in
     :func:`aten_picks_onednn`: e.g. not a 1×1 conv at batch 1 on one thread, where ATen runs its
     own kernel) and to contiguous NCHW inputs; elsewhere the plain conv runs.
-``"fast"``
+``packed_weights_fast`` (opt-in; invariant: equal to ``conv2d`` to float rounding)
     oneDNN's inference convolution on a weight packed for it (channels-last blocking,
-    brgemm kernels): faster still, equal to the plain call to float rounding (~1e-5 relative).
-``"off"``
-    the plain ``conv2d`` at every call.
+    brgemm kernels): faster still (~1e-5 relative).
+Without either, the plain ``conv2d`` runs at every call.
 
 Packing applies to inference calls only — gradients off, float32 on the CPU, no autocast, not
 while ``torch.compile`` traces (inductor packs weights itself when freezing) — and only where
-this PyTorch build has the oneDNN ops; everything else runs the plain conv. ``True`` means
-``"exact"``, ``False`` ``"off"``.
+this PyTorch build has the oneDNN ops and they work (probed once by
+:mod:`tnnspec.compile.torch_compat`, the one module that calls them; ``TNNSPEC_PUBLIC_TORCH_ONLY=1``
+turns them off); everything else runs the plain conv.
 
-**Convolutions of all-zero inputs** (an area run on an all-zero drive before its input arrives,
+``zero_convs`` (in the default; invariant: bit-identical). **Convolutions of all-zero inputs** (an area run on an all-zero drive before its input arrives,
 ``before_arrival: zero_drive``, or an edge's transform of a ``zero_input`` stand-in) are not
 computed: the output is the bias broadcast (or zeros), which is exactly what the convolution
 returns (every product is ±0, and 0 + b = b). This holds
@@ -36,38 +36,24 @@ is registered, since a hook could write into one in place.
 
 from __future__ import annotations
 
-import functools
-
 import torch
 from torch import Tensor, nn
 
+from . import torch_compat
+from . import passes
 from .kept import forget, kept, store
 
-MODES = ("exact", "fast", "off")
 _ZERO = "_tnnspec_all_zero"
 _CACHE = "_tnnspec_packed"
 _MAX_WEIGHTS = 16  # weights (a conv's own, folded ones) kept per conv before its cache starts afresh
 
 
-def mode(option) -> str:
-    """The packing mode an option value names (``True`` → ``"exact"``, ``False`` → ``"off"``)."""
-    if option is True:
-        return "exact"
-    if option is False or option is None:
-        return "off"
-    if option in MODES:
-        return option
-    raise ValueError(f"packed_weights must be one of {MODES} (or True/False), got {option!r}")
-
-
-@functools.cache
 def available(which: str = "exact") -> bool:
-    """Whether this PyTorch build can run ``which`` packing."""
-    if not torch.backends.mkldnn.is_available():
-        return False
+    """Whether this PyTorch build can run ``which`` packing (probed once; False under
+    ``TNNSPEC_PUBLIC_TORCH_ONLY=1``)."""
     if which == "exact":
-        return hasattr(torch.ops, "mkldnn_prepacked") and hasattr(torch.ops.mkldnn_prepacked, "conv2d_prepack")
-    return hasattr(torch.ops.mkldnn, "_convolution_pointwise") and hasattr(torch.ops.mkldnn, "_reorder_convolution_weight")
+        return torch_compat.onednn_prepacked_available()
+    return torch_compat.onednn_fast_available()
 
 
 def aten_picks_onednn(x: Tensor, weight: Tensor, stride, dilation, groups: int) -> bool:
@@ -87,25 +73,25 @@ class Conv2d(nn.Conv2d):
     inference calls when ``packed_weights`` is ``"exact"`` or ``"fast"`` (module docstring).
     :meth:`conv_at` applies it with given weights and stride (fusion, per-step strides)."""
 
-    packed_weights: str = "off"
-
     def conv_at(self, x: Tensor, weight: Tensor, bias: Tensor | None, stride=None) -> Tensor:
         stride = self.stride if stride is None else tuple(stride)
         if not torch.compiler.is_compiling() and getattr(x, _ZERO, False):
             total = self._zero_shortcut(x, weight, bias)
             if total is not None:
                 return self._conv_of_zeros(x, weight, bias, stride, total)
-        how = self.packed_weights
+        how = "exact" if passes.on("packed_weights") else "fast" if passes.on("packed_weights_fast") else "off"
         if how != "off" and self._packable(x, weight, how):
             if how == "fast":
                 return _fast_call(self, x, weight, bias, stride)
             if self._exact_applies(x, weight, stride):
-                return torch.ops.mkldnn_prepacked.conv2d_run(x, _context(self, x, weight, bias, stride))
-        if stride == self.stride:
-            return super()._conv_forward(x, weight, bias)
-        return torch.nn.functional.conv2d(x, weight, bias, stride, self.padding, self.dilation, self.groups)
+                return torch_compat.onednn_prepacked_conv(x, _context(self, x, weight, bias, stride))
+        return torch_compat.conv2d_forward(self, x, weight, bias, stride)
+
+    def forward(self, input: Tensor) -> Tensor:  # nn.Conv2d.forward, not through its private _conv_forward
+        return self.conv_at(input, self.weight, self.bias)
 
     def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        # this class's own entry point (subclasses and fusion call it with other weights)
         return self.conv_at(input, weight, bias)
 
     def _zero_shortcut(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor | None:
@@ -147,7 +133,7 @@ class Conv2d(nn.Conv2d):
     def _exact_applies(self, x: Tensor, weight: Tensor, stride) -> bool:
         # plain NCHW on both sides (a channels-last call runs another primitive), default fp32 math
         return (x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
-                and weight.is_contiguous() and torch.backends.mkldnn.conv.fp32_precision in ("none", "ieee")
+                and weight.is_contiguous() and torch_compat.fp32_precision_default()
                 and aten_picks_onednn(x, weight, stride, self.dilation, self.groups))
 
 
@@ -168,14 +154,13 @@ def clear(module: nn.Module) -> None:
 
 def _reorder(weight: Tensor, padding, stride, dilation, groups: int, input_size) -> Tensor:
     """``"fast"``: the weight in the blocked layout oneDNN's inference convolution picks."""
-    return torch.ops.mkldnn._reorder_convolution_weight(weight, padding, stride, dilation, groups, input_size)
+    return torch_compat.onednn_reorder_weight(weight, padding, stride, dilation, groups, input_size)
 
 
 def _prepack(weight: Tensor, bias: Tensor | None, padding, stride, dilation, groups: int, input_size):
     """``"exact"``: oneDNN's convolution context for this geometry and input size, holding the
     weight reordered as ``conv2d``'s own primitive wants it."""
-    return torch.ops.mkldnn_prepacked.conv2d_prepack(weight, bias, stride, padding, dilation, groups, input_size,
-                                                     "none")
+    return torch_compat.onednn_prepack(weight, bias, stride, padding, dilation, groups, input_size)
 
 
 def _entry(conv: Conv2d, weight: Tensor, bias: Tensor | None):
@@ -203,5 +188,5 @@ def _fast_call(conv: Conv2d, x: Tensor, weight: Tensor, bias: Tensor | None, str
     if packed is None:
         packed = values[key] = _reorder(weight.detach(), list(conv.padding), list(stride), list(conv.dilation),
                                         conv.groups, list(x.shape))
-    return torch.ops.mkldnn._convolution_pointwise(x, packed, bias, list(conv.padding), list(stride),
-                                                   list(conv.dilation), conv.groups, "none", [], "")
+    return torch_compat.onednn_conv_pointwise(x, packed, bias, list(conv.padding), list(stride),
+                                              list(conv.dilation), conv.groups)

@@ -22,9 +22,9 @@ from dataclasses import replace
 from torch import nn
 
 from ...graph.plan import Plan, replace_plan
+from .. import torch_compat
 
 NAME = "share_constants"
-BATCH_COUPLED = (nn.modules.batchnorm._BatchNorm, nn.Dropout)
 
 
 def mark_constants(plan: Plan) -> Plan:
@@ -47,4 +47,5 @@ def applies(network: nn.Module, batch: int, hooked: bool) -> bool:
     """Whether this call may compute the plan's constant updates at batch size 1."""
     if batch <= 1 or hooked:
         return False
-    return not any(m.training and isinstance(m, BATCH_COUPLED) for m in network.modules())
+    coupled = (*torch_compat.batchnorm_types(), nn.Dropout)
+    return not any(m.training and isinstance(m, coupled) for m in network.modules())
