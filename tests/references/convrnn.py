@@ -61,17 +61,18 @@ class SameConv(nn.Conv2d):
         super().__init__(c_in, c_out, kernel, stride=stride)
 
     def forward(self, x: Tensor) -> Tensor:
-        (k, _), (s, _) = self.kernel_size, self.stride
-        top, bottom = tf_same_padding(x.shape[-2], k, s)
-        left, right = tf_same_padding(x.shape[-1], k, s)
-        return super().forward(F.pad(x, (left, right, top, bottom)))
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        top, bottom = tf_same_padding(x.shape[-2], kh, sh)
+        left, right = tf_same_padding(x.shape[-1], kw, sw)
+        if top == bottom and left == right:  # symmetric: the conv pads (no padded copy of x)
+            return F.conv2d(x, self.weight, self.bias, self.stride, (top, left))
+        return F.conv2d(F.pad(x, (left, right, top, bottom)), self.weight, self.bias, self.stride)
 
 
 def tf_same_max_pool(x: Tensor) -> Tensor:
-    """2x2 stride-2 max pool, TensorFlow 'SAME' (an odd side is padded at its end by -inf)."""
-    _, bottom = tf_same_padding(x.shape[-2], 2, 2)
-    _, right = tf_same_padding(x.shape[-1], 2, 2)
-    return F.max_pool2d(F.pad(x, (0, right, 0, bottom), value=-math.inf), 2)
+    """2x2 stride-2 max pool, TensorFlow 'SAME' (an odd side is padded at its end by -inf):
+    ``ceil_mode`` keeps the last, partial window of an odd side, which is that maximum."""
+    return F.max_pool2d(x, 2, ceil_mode=True)
 
 
 class ConvGRU(nn.Module):
