@@ -1,5 +1,5 @@
 """checkpoint="recursive": the bisected run (tnnspec/compile/bisection.py) gives the gradients
-of the plain run — for parameters, inputs and time-folded inputs, with dropout, BatchNorm in
+of the plain run — for parameters and inputs, with dropout, BatchNorm in
 train mode, truncated BPTT and autocast — while holding only ~log2(T) carries."""
 
 import math
@@ -74,17 +74,6 @@ def test_parameter_and_input_gradients_equal_the_plain_run(schedule):
         assert (g is None) == (pb[name] is None), name
         if g is not None:
             _close(pb[name], g, name)
-
-
-def test_time_folded_inputs_get_their_gradients():
-    torch.manual_seed(0)
-    plain, bisected = _pair("sequence")
-    assert set(bisected.plan.folded) == {"S1"}
-    x = plain.example_inputs(2)
-    for net in (plain, bisected):
-        _loss(net(x, record=("R",))).backward()
-    for (name, a), (_, b) in zip(plain.named_parameters(), bisected.named_parameters()):
-        _close(b.grad, a.grad, name)
 
 
 def test_autograd_grad_returns_the_parameter_gradients_without_touching_grad():

@@ -13,6 +13,14 @@ from tnnspec import zoo
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
+def without(*names: str) -> tuple[str, ...]:
+    """The default passes less ``names``."""
+    return tuple(n for n in tnnspec.compile.DEFAULT if n not in names)
+
+
+NO_HOIST = without("hoist")
+
+
 @pytest.fixture(scope="module")
 def ventral():
     return tnnspec.load(ROOT / "graphs" / "ventral4.yaml")
@@ -60,7 +68,7 @@ def test_probe_called_once_per_area_per_step(ventral):
 
 
 def test_on_off_schedule_shows_blank_after_off(ventral):
-    net = tnnspec.compile(ventral, hoist=False)  # the edge transform sees every step's frame
+    net = tnnspec.compile(ventral, optimize=NO_HOIST)  # the edge transform sees every step's frame
     seen = []
     net.edges["image__V1"].conv.register_forward_hook(lambda m, i, o: seen.append(i[0].clone()))
     x = net.example_inputs(2)
@@ -71,7 +79,7 @@ def test_on_off_schedule_shows_blank_after_off(ventral):
 
 
 def test_edge_terms_of_unchanged_inputs_are_computed_once_per_change(ventral):
-    hoisted, plain = tnnspec.compile(ventral), tnnspec.compile(ventral, hoist=False)
+    hoisted, plain = tnnspec.compile(ventral), tnnspec.compile(ventral, optimize=NO_HOIST)
     plain.load_state_dict(hoisted.state_dict())
     seen = []
     hoisted.edges["image__V1"].conv.register_forward_hook(lambda m, i, o: seen.append(i[0].clone()))
@@ -297,7 +305,7 @@ readouts: {{y: {{source: T, head: [{{pool: avg}}, {{linear: 3}}]}}}}
 @pytest.mark.parametrize("schedule", ["static", "{type: on_off, on: 0, off: 3}", "sequence"])
 def test_time_invariant_hoisting_is_exact(schedule):
     spec = tnnspec.loads(STEM.format(schedule=schedule))
-    hoisted, plain = tnnspec.compile(spec), tnnspec.compile(spec, hoist=False)
+    hoisted, plain = tnnspec.compile(spec), tnnspec.compile(spec, optimize=NO_HOIST)
     plain.load_state_dict(hoisted.state_dict())
     input_convs = {}
     for key, net in (("hoisted", hoisted), ("plain", plain)):  # the GRU's input conv, x -> [r; u; c]
@@ -315,7 +323,8 @@ def test_time_invariant_hoisting_is_exact(schedule):
     if schedule == "static":  # stems are computed once; the GRU and what follows it never reuse
         assert reused == {(t, "S1") for t in range(1, 6)} | {(t, "S2") for t in range(2, 6)}
         # the GRU's drive (S2's term) is unchanged from t = 2: its input conv runs at t = 1 only
-        assert drive_reused == {2, 3, 4, 5} and hoisted.plan.kept_drives == {"R"}
+        # kept: the GRU's input term, and S2 -> R's conv (edge 2) from t = 3 on
+        assert drive_reused == {2, 3, 4, 5} and hoisted.plan.kept == {2, "R", ("output", "S1"), ("output", "S2")}
         assert input_convs["hoisted"] == 1 and "(drive reused)" in str(hoisted.plan)
         assert hoisted.plan.reused_drives == 4
         from tnnspec.cli.summary import summary_text
@@ -340,7 +349,7 @@ def test_a_recurring_drive_reuses_the_cells_input_term_exactly(cell):
     escaped = cell_spec.replace("{", "{{").replace("}", "}}")  # STEM is a str.format template
     spec = tnnspec.loads(STEM.replace("{{type: gru, kernel: 3}}", escaped).format(schedule="static"))
     assert spec.areas["R"].cell.type == cell_spec.split(",")[0].strip("{}").replace("type: ", "")
-    hoisted, plain = tnnspec.compile(spec), tnnspec.compile(spec, hoist=False)
+    hoisted, plain = tnnspec.compile(spec), tnnspec.compile(spec, optimize=NO_HOIST)
     plain.load_state_dict(hoisted.state_dict())
     calls = {"hoisted": 0, "plain": 0}
     for key, net in (("hoisted", hoisted), ("plain", plain)):
@@ -377,24 +386,6 @@ def test_kept_input_terms_trace_to_one_graph():
         torch.testing.assert_close(torch.compile(net)(x).readouts["y"], net(x).readouts["y"])
 
 
-def test_time_folding_matches_the_step_by_step_run():
-    spec = tnnspec.loads(STEM.format(schedule="sequence").replace("delay: 1, transform", "transform"))
-    folded, plain = tnnspec.compile(spec), tnnspec.compile(spec, fold=False)
-    plain.load_state_dict(folded.state_dict())
-    assert set(folded.plan.folded) == {"S1"}  # S2 reads an area; R has state
-    counts = {"S1": 0}
-    folded.areas["S1"].probe.register_forward_hook(lambda *a: counts.__setitem__("S1", counts["S1"] + 1))
-    x = folded.example_inputs(2)
-    a = folded(x, record=tuple(spec.areas))
-    b = plain(x, record=tuple(spec.areas))
-    assert counts["S1"] == folded.plan.steps  # still one probe call per step
-    for name in spec.areas:
-        assert torch.allclose(a.areas[name], b.areas[name], atol=1e-6), name
-    assert torch.allclose(a.readouts["y"], b.readouts["y"], atol=1e-6)
-    a.readouts["y"].sum().backward()
-    assert folded.edges["x__S1"].conv.weight.grad is not None
-
-
 @pytest.mark.parametrize("schedule", ["static", "sequence"])
 def test_readout_steps_prune_the_plan_exactly(schedule):
     spec = tnnspec.loads(STEM.format(schedule=schedule))  # includes a GRU: state keeps history alive
@@ -429,9 +420,11 @@ readouts: {y: {source: C, head: [{pool: avg}, {linear: 3}]}}
     net = tnnspec.compile(tnnspec.loads(text))
     x = net.example_inputs(2)
     full = net(x).readouts["y"]
-    pruned = net._pruned(net.plan, (4,), ())
+    pruned = net.call_plan(readout_steps="last")
+    assert net.call_plan(readout_steps=[4]) is pruned and pruned.emit == (4,) and pruned.passes[-1] == "prune"
     count = lambda plan: sum(len(step) for step in plan.schedule)  # noqa: E731
     assert count(pruned) == count(net.plan) - 3  # A at t=3, 4 and B at t=4 cannot reach C at t=4
+    assert pruned.pruned == {("A", 3), ("A", 4), ("B", 4)}
     assert {(s.area, t) for t, step in enumerate(pruned.schedule) for s in step} >= {("C", t) for t in range(5)}
     assert [s.area for s in pruned.schedule[3]] == ["B", "C"] and [s.area for s in pruned.schedule[4]] == ["C"]
     assert torch.allclose(net(x, readout_steps="last").readouts["y"][0], full[-1], atol=1e-6)
@@ -441,13 +434,18 @@ readouts: {y: {source: C, head: [{pool: avg}, {linear: 3}]}}
                                      {"checkpoint": "recursive"}, {"tbptt": 2, "checkpoint": "recursive"}])
 def test_hoisting_keeps_outputs_and_gradients_with_tbptt_and_checkpointing(options):
     """Reused area outputs and edge terms give the gradients of recomputing them, also when
-    truncated BPTT starts a new window (which computes everything again) or steps are recomputed."""
+    steps are recomputed. Under truncated BPTT the network does not hoist (a kept value could
+    reach back across a cut window): its plan is the unhoisted one, with the same outputs."""
     spec = tnnspec.loads(STEM.format(schedule="static"))
-    hoisted, plain = tnnspec.compile(spec, **options), tnnspec.compile(spec, hoist=False, **options)
+    hoisted, plain = tnnspec.compile(spec, **options), tnnspec.compile(spec, optimize=NO_HOIST, **options)
     plain.load_state_dict(hoisted.state_dict())
     plan = hoisted.plan
-    assert plan.reused_terms > 0 and plan.kept_terms == {2}  # S2 -> R's conv, from t=3 on
-    assert plan.kept_drives == {"R"}  # and the GRU's input conv of that term
+    if options.get("tbptt"):
+        assert "hoist" not in plan.passes and plan.reused == plan.reused_terms == plan.reused_drives == 0
+        assert plan.kept == frozenset() and plan.schedule == plain.plan.schedule
+    else:
+        assert plan.passes == ("hoist",) and plan.reused_terms > 0
+        assert plan.kept == {2, "R", ("output", "S1"), ("output", "S2")}  # + the stems kept outputs
     x = hoisted.example_inputs(2)
     runs = []
     for net in (hoisted, plain):
@@ -464,7 +462,7 @@ def test_pruned_plans_with_reused_terms_match_the_dense_run(name):
     spec = zoo.load(name) if name != "ventral4" else tnnspec.load(ROOT / "graphs" / "ventral4.yaml")
     if name == "cornet_rt":  # a small image keeps the test fast; the graph is the same
         spec = spec.model_copy(update={"inputs": {"image": spec.inputs["image"].model_copy(update={"shape": [3, 64, 64]})}})
-    hoisted, plain = tnnspec.compile(spec).eval(), tnnspec.compile(spec, hoist=False).eval()
+    hoisted, plain = tnnspec.compile(spec).eval(), tnnspec.compile(spec, optimize=NO_HOIST).eval()
     plain.load_state_dict(hoisted.state_dict())
     assert hoisted.plan.reused_terms > 0
     x = hoisted.example_inputs(2)

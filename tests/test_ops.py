@@ -324,6 +324,7 @@ def _max_pool_rule(x: torch.Tensor, kernel, stride, padding, dilation, out_hw) -
 @pytest.mark.parametrize("batch, c, h, w, kernel, stride, padding, dilation, ceil", MAX_POOLS)
 def test_max_pool_is_bit_identical_to_torch_and_runs_channels_last_without_gradients(
         batch, c, h, w, kernel, stride, padding, dilation, ceil, monkeypatch):
+    from tnnspec.compile import passes
     from tnnspec.compile.ops import MaxPool2d
 
     layouts = []
@@ -333,8 +334,13 @@ def test_max_pool_is_bit_identical_to_torch_and_runs_channels_last_without_gradi
     pool = MaxPool2d(kernel, stride, padding, dilation, ceil_mode=ceil)
     x = _special_values((batch, c, h, w), seed=batch * 100 + h)
     with torch.no_grad():
-        got = pool(x)
+        plain = pool(x)  # the kernel pass is off outside a network's forward: the NCHW kernel
+        assert layouts == [False]
+        layouts.clear()
+        with passes.running({"maxpool_nhwc"}):  # as while a network runs with the pass
+            got = pool(x)
     want = real(x, kernel, stride, padding, dilation, ceil_mode=ceil)  # ATen's NCHW kernel
+    assert torch.equal(plain.view(torch.int32), want.view(torch.int32))
     assert layouts == [True] and got.is_contiguous()
     assert torch.equal(got.view(torch.int32), want.view(torch.int32))
     rule = _max_pool_rule(x, kernel, stride, padding, dilation, tuple(want.shape[2:]))
@@ -343,7 +349,8 @@ def test_max_pool_is_bit_identical_to_torch_and_runs_channels_last_without_gradi
     # with a gradient the plain call runs, and the gradient is torch's
     layouts.clear()
     xg = x.nan_to_num(0.0).requires_grad_()
-    out = pool(xg)
+    with passes.running({"maxpool_nhwc"}):
+        out = pool(xg)
     out.backward(torch.linspace(-1, 1, out.numel()).view_as(out))
     ref = xg.detach().clone().requires_grad_()
     real(ref, kernel, stride, padding, dilation, ceil_mode=ceil).backward(torch.linspace(-1, 1, out.numel()).view_as(out))

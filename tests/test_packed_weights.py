@@ -1,7 +1,9 @@
-"""packed_weights (tnnspec/compile/packing.py): CPU inference convolutions on weights packed once.
-"exact" (the default) is bit-identical to the plain conv2d; "fast" equal to float rounding. Packed
-weights are made once, follow every kind of weight change (also edits through .data), and nothing
-is packed where it must not be."""
+"""The kernel passes ``packed_weights`` and ``packed_weights_fast`` (tnnspec/compile/packing.py):
+CPU inference convolutions on weights packed once. ``packed_weights`` (a default pass, "exact")
+is bit-identical to the plain conv2d; ``packed_weights_fast`` ("fast") equal to float rounding.
+Packed weights are made once, follow every kind of weight change (also edits through .data), and
+nothing is packed where it must not be. Kernel passes are on only while a network runs with
+them (``passes.running``), so a conv called on its own runs plainly."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import torch.nn.functional as F
 
 import tnnspec
 from tnnspec import zoo
-from tnnspec.compile import fusion, kept, packing
+from tnnspec.compile import fusion, kept, packing, passes
 
 pytestmark = pytest.mark.skipif(not (packing.available("exact") and packing.available("fast")),
                                 reason="this torch build has no oneDNN packed convolution")
@@ -38,10 +40,16 @@ readouts: {y: {source: S, head: [{pool: avg}, {linear: 3}]}}
 """
 
 
-def _pair(spec, mode, **options):
+PASS = {"exact": "packed_weights", "fast": "packed_weights_fast"}  # the pass of each mode
+UNPACKED = tuple(n for n in tnnspec.compile.DEFAULT if n != "packed_weights")  # the default passes, unpacked
+
+
+def _pair(spec, mode, extra=()):
+    """Two networks with the same weights: the default passes without packing, and with ``mode``'s
+    packing pass (and ``extra`` passes)."""
     torch.manual_seed(0)
-    plain = tnnspec.compile(spec, packed_weights="off").eval()
-    packed = tnnspec.compile(spec, packed_weights=mode, **options).eval()
+    plain = tnnspec.compile(spec, optimize=UNPACKED).eval()
+    packed = tnnspec.compile(spec, optimize=(*UNPACKED, PASS[mode], *extra)).eval()
     packed.load_state_dict(plain.state_dict())
     return plain, packed
 
@@ -72,15 +80,27 @@ def _cornet_s(px=64):
     return spec.model_copy(update={"inputs": {"image": spec.inputs["image"].model_copy(update={"shape": [3, px, px]})}})
 
 
-def test_every_conv_of_the_network_can_run_packed_and_exact_is_the_default():
+def test_every_conv_of_the_network_can_run_packed_and_exact_is_the_default(packs):
     for net in (tnnspec.compile(tnnspec.loads(MIXED)), tnnspec.compile(zoo.load("cornet_s"))):
         convs = _convs(net)
         assert convs and all(isinstance(m, packing.Conv2d) for m in convs)
-        assert net.packed_weights == "exact" and all(m.packed_weights == "exact" for m in convs)
-    assert tnnspec.compile(tnnspec.loads(MIXED), packed_weights=True).packed_weights == "exact"
-    assert tnnspec.compile(tnnspec.loads(MIXED), packed_weights=False).packed_weights == "off"
-    with pytest.raises(ValueError, match="packed_weights must be one of"):
-        tnnspec.compile(tnnspec.loads(MIXED), packed_weights="fastest")
+        assert "packed_weights" in net.passes and "packed_weights_fast" not in net.passes
+    assert "packed_weights" in tnnspec.compile.DEFAULT and "packed_weights_fast" not in tnnspec.compile.DEFAULT
+    assert tnnspec.compile(tnnspec.loads(MIXED), optimize="none").passes == ()
+    with pytest.raises(ValueError, match="exclude each other"):
+        tnnspec.compile(tnnspec.loads(MIXED), optimize=["packed_weights", "packed_weights_fast"])
+    with pytest.raises(ValueError, match="unknown pass"):
+        tnnspec.compile(tnnspec.loads(MIXED), optimize=["packed_weights_fastest"])
+    # a conv called on its own (outside a network's forward) runs plainly
+    conv = _convs(net)[0]
+    x = torch.randn(2, conv.in_channels, 16, 16)
+    want = F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+    with torch.no_grad():
+        assert torch.equal(conv(x), want)
+        assert not packs
+        with passes.running({"packed_weights"}):  # as in a forward with the pass: packed, same bits
+            assert torch.equal(conv(x), want)
+        assert packs
 
 
 # geometries where ATen runs oneDNN and where it runs its own kernel (batch 1, small, 1x1 on one thread)
@@ -103,9 +123,8 @@ def test_exact_mode_is_bit_identical_to_conv2d_in_every_geometry(threads, packs)
         for batch, cin, cout, k, stride, pad, dil, groups, hw in GEOMETRIES:
             for bias in (True, False):
                 conv = packing.Conv2d(cin, cout, k, stride, pad, dil, groups, bias=bias)
-                conv.packed_weights = "exact"
                 x = torch.randn(batch, cin, hw, hw, generator=gen)
-                with torch.no_grad(), kept.session():
+                with torch.no_grad(), kept.session(), passes.running({"packed_weights"}):
                     got = conv(x)
                 want = F.conv2d(x, conv.weight, conv.bias, stride, pad, dil, groups)
                 assert torch.equal(got, want), (batch, cin, cout, k, stride, pad, dil, groups, hw, bias)
@@ -187,9 +206,8 @@ def test_a_lesion_through_data_is_seen_at_the_next_forward(mode, packs):
 
 def test_outside_a_forward_the_values_are_checked_at_every_call(packs):
     conv = packing.Conv2d(16, 16, 3, padding=1)
-    conv.packed_weights = "exact"
     x = torch.randn(2, 16, 12, 12)
-    with torch.no_grad():
+    with torch.no_grad(), passes.running({"packed_weights"}):  # on, as in a forward; no kept.session
         conv(x)
         conv.weight.data.mul_(0.5)
         assert torch.equal(conv(x), F.conv2d(x, conv.weight, conv.bias, padding=1))
@@ -200,9 +218,8 @@ def test_the_value_check_compares_bits(packs):
     """A NaN weight is unchanged (no repacking at every call, as a value comparison would do);
     flipping the sign of a zero weight is a change."""
     conv = packing.Conv2d(8, 8, 3, padding=1)
-    conv.packed_weights = "exact"
     x = torch.randn(2, 8, 10, 10)
-    with torch.no_grad():
+    with torch.no_grad(), passes.running({"packed_weights"}):
         conv.weight[0, 0, 0, 0] = float("nan")
         conv.weight[1, 0, 0, 0] = 0.0
         conv(x), conv(x)
@@ -252,7 +269,7 @@ def test_nothing_is_packed_with_gradients_or_under_autocast(mode, packs):
 @pytest.mark.parametrize("mode", ["exact", "fast"])
 def test_with_fused_batchnorm_each_inner_steps_fold_is_packed_once(mode, packs):
     spec = _cornet_s()
-    plain, packed = _pair(spec, mode, fuse_batchnorm=True)
+    plain, packed = _pair(spec, mode, extra=("fuse_batchnorm",))
     gen = torch.Generator().manual_seed(1)
     for m in plain.modules():
         if isinstance(m, torch.nn.BatchNorm2d):

@@ -301,7 +301,8 @@ def test_hoisting_and_pruning_change_no_output(data, seed, one_thread):
     graphs, also with areas that compute before their arrival (zero drives, zero stand-ins)."""
     torch.manual_seed(seed)
     spec = _load(data)
-    hoisted, plain = tnnspec.compile(spec), tnnspec.compile(spec, hoist=False)
+    no_hoist = tuple(n for n in tnnspec.compile.DEFAULT if n != "hoist")
+    hoisted, plain = tnnspec.compile(spec), tnnspec.compile(spec, optimize=no_hoist)
     plain.load_state_dict(hoisted.state_dict())
     x = hoisted.example_inputs(2)
     with torch.no_grad():

@@ -1,6 +1,6 @@
-"""Input-independent updates: the plan marks them (AreaStep.constant), and with
-share_constants=True the network computes them once for the batch (batch size 1, broadcast
-where input-dependent updates read them)."""
+"""Input-independent updates: the plan pass ``share_constants`` marks them (AreaStep.constant),
+and a network compiled with it computes them once for the batch (batch size 1, broadcast where
+input-dependent updates read them)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import tnnspec
 from tnnspec import zoo
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+SHARE = (*tnnspec.compile.DEFAULT, "share_constants")
 
 MIXED = """
 tnnspec: "1.0"
@@ -51,7 +52,9 @@ def _constant_steps(plan):
 
 
 def test_cornet_rt_updates_before_the_image_arrives_are_marked():
-    plan = tnnspec.compile(_small("cornet_rt")).plan  # every edge one step: V2@1, V4@2, IT@3
+    assert tnnspec.compile(_small("cornet_rt")).plan.constant == 0  # only the pass marks them
+    plan = tnnspec.compile(_small("cornet_rt"), optimize=SHARE).plan  # every edge one step: V2@1, V4@2, IT@3
+    assert "share_constants" in plan.passes
     assert _constant_steps(plan) == {("V2", 0), ("V4", 0), ("IT", 0), ("V4", 1), ("IT", 1), ("IT", 2)}
     assert plan.constant == 6 and "(input-independent)" in str(plan)
     from tnnspec.cli.summary import summary_text
@@ -66,7 +69,7 @@ def test_marked_updates_are_the_same_for_every_sample_and_the_others_are_not(nam
     all samples, and every other computed update differs between some samples."""
     spec = SPECS[name]()
     net = tnnspec.compile(spec).eval()
-    constant = _constant_steps(net.plan)
+    constant = _constant_steps(tnnspec.compile(spec, optimize=SHARE).plan)  # the marks of the pass
     assert bool(constant) == (name != "ventral4")  # same-step bottom-up: every area sees the image at t=0
     with torch.no_grad():
         run = net(net.example_inputs(3), record=tuple(spec.areas))
@@ -82,16 +85,11 @@ def test_shared_constants_give_the_outputs_and_gradients_of_the_full_batch(name)
     spec = SPECS[name]()
     torch.manual_seed(0)
     plain = tnnspec.compile(spec)
-    shared = tnnspec.compile(spec, share_constants=True)
+    shared = tnnspec.compile(spec, optimize=SHARE)
     shared.load_state_dict(plain.state_dict())
     x = plain.example_inputs(3)
     record = tuple(spec.areas)
-    batches = []
-    cells = {}
-    for area, module in shared.areas.items():  # a spy on the cells (not a hook: hooks turn sharing off)
-        real = module.cell.forward
-        module.cell.forward = lambda drive, *a, _real=real, _area=area: (
-            cells.setdefault(_area, []).append(drive.shape[0]) or _real(drive, *a))
+    cells = _spy_on_cells(shared)
     runs = []
     for net in (plain, shared):
         run = net(x, record=record)
@@ -112,26 +110,51 @@ def test_shared_constants_give_the_outputs_and_gradients_of_the_full_batch(name)
                                        msg=n)
 
 
+def _spy_on_cells(net) -> dict[str, list[int]]:
+    """Per area, the batch size of each cell call (a spy, not a hook: hooks turn sharing off)."""
+    cells: dict[str, list[int]] = {}
+    for area, module in net.areas.items():
+        real = module.cell.forward
+        module.cell.forward = lambda drive, *a, _real=real, _area=area: (
+            cells.setdefault(_area, []).append(drive.shape[0]) or _real(drive, *a))
+    return cells
+
+
 def test_sharing_is_off_with_batchnorm_or_dropout_in_training_and_with_hooks():
     text = MIXED.replace("ops: [relu]}", "ops: [{norm: batch}, {dropout: 0.2}, relu]}")
     spec = tnnspec.loads(text)
     torch.manual_seed(0)
     plain = tnnspec.compile(spec)
-    shared = tnnspec.compile(spec, share_constants=True)
+    shared = tnnspec.compile(spec, optimize=SHARE)
     shared.load_state_dict(plain.state_dict())
     x = plain.example_inputs(3)
-    assert not shared._shares_constants()  # train mode: BatchNorm statistics and dropout masks couple samples
+    assert shared.plan.constant > 0
+    cells = _spy_on_cells(shared)
+
+    def batches(run):
+        cells.clear()
+        run()
+        return {b for bs in cells.values() for b in bs}
+
+    # train mode: BatchNorm statistics and dropout masks couple samples, so nothing is shared
     torch.manual_seed(1)
     a = plain(x).readouts["y"]
     torch.manual_seed(1)
-    assert torch.equal(shared(x).readouts["y"], a)
+    out = {}
+    assert batches(lambda: out.setdefault("y", shared(x).readouts["y"])) == {3}
+    assert torch.equal(out["y"], a)
     shared.eval()
-    assert shared._shares_constants()
-    seen = []
-    handle = shared.areas["C"].probe.register_forward_hook(lambda m, i, o: seen.append(o.shape[0]))
-    assert not shared._shares_constants()
     with torch.no_grad():
-        shared(x)
-    assert seen and set(seen) == {3}  # hooks see every sample
-    handle.remove()
-    assert shared._shares_constants()
+        assert batches(lambda: shared(x)) == {1, 3}
+        seen = []
+        handle = shared.areas["C"].probe.register_forward_hook(lambda m, i, o: seen.append(o.shape[0]))
+        assert batches(lambda: shared(x)) == {3}
+        assert seen and set(seen) == {3}  # hooks see every sample
+        handle.remove()
+        assert batches(lambda: shared(x)) == {1, 3}
+        global_hook = torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: None)
+        try:
+            assert batches(lambda: shared(x)) == {3}  # a global hook too
+        finally:
+            global_hook.remove()
+        assert batches(lambda: shared(x)) == {1, 3}

@@ -236,7 +236,8 @@ def test_zero_input_sends_zero_source_outputs_through_the_edge(from_step):
     reads = {t: [(r.at, r.zeros) for s in net.plan.schedule[t] for r in s.reads if s.area == "B"]
              for t in range(3)}
     assert reads[2] == [(1, False)]
-    plan_in = tnnspec.compile(tnnspec.loads(ZERO_INPUT.format(mode="zero_input", from_step=from_step))).plan
+    plan_in = tnnspec.compile(tnnspec.loads(ZERO_INPUT.format(mode="zero_input", from_step=from_step)),
+                              optimize=(*tnnspec.compile.DEFAULT, "share_constants")).plan  # marks `constant`
     stand_ins = {t: [(r.at, r.zeros) for s in plan_in.schedule[t] for r in s.reads if s.area == "B"]
                  for t in range(3)}
     assert stand_ins == {0: [(-1, True)] if from_step == 0 else [], 1: [(0, True)], 2: [(1, False)]}

@@ -272,11 +272,15 @@ def test_amp_step_on_cpu(spec, data):
 
 
 # ---------------------------------------------------------------- execution options
-@pytest.mark.parametrize("options", [{"checkpoint": "recursive"}, {"checkpoint": True, "share_constants": True}])
+SHARE = (*tnnspec.compile.DEFAULT, "share_constants")
+
+
+@pytest.mark.parametrize("options", [{"checkpoint": "recursive"}, {"checkpoint": True, "optimize": SHARE}])
 def test_network_options_give_the_gradients_of_the_plain_network(spec, data, options):
     plain = Trainer(spec, _cfg(spec), dataset=data["train"][:16], val_dataset=False)
     other = Trainer(spec, _cfg(spec), dataset=data["train"][:16], val_dataset=False, network_options=options)
     assert other.net.checkpoint == options["checkpoint"]
+    assert other.net.passes == tnnspec.compile.passes.resolve(options.get("optimize", "default"))
     other.net.load_state_dict(plain.net.state_dict())
     batch = torch.arange(16)
     (loss_a, _), (loss_b, _) = plain.compute_gradients(batch), other.compute_gradients(batch)
@@ -292,4 +296,4 @@ def test_train_command_passes_the_execution_options(spec_file, data, tmp_path, m
     monkeypatch.setattr(trainer, "train", lambda *a, **kw: seen.update(kw) or {"step": 0, "epoch": 0, "loss": 0.0})
     rc = train_main(["train", str(spec_file), "--max-steps", "1", "--out", str(tmp_path), "--no-progress",
                      "--activation-checkpointing", "recursive", "--share-constants"])
-    assert rc == 0 and seen["network_options"] == {"checkpoint": "recursive", "share_constants": True}
+    assert rc == 0 and seen["network_options"] == {"checkpoint": "recursive", "optimize": SHARE}

@@ -1,16 +1,23 @@
-"""GPU check: CUDA outputs against CPU for every zoo model, then eager vs CUDA-graph vs torch.compile timings.
+"""GPU check: the default-optimized network on the device against the plain interpreter in
+float64 on the CPU, for every zoo model; then eager and torch.compile timings.
 
     python tools/gpu_check.py [--quick] [--json OUT.json] [--batches 1 64] [--device cpu]
 
-Prints a table; exits 0 (and says so) when CUDA is not available. Timings use CUDA events,
-median of repeated runs after warm-up: eager, eager with ``channels_last=True``, with
-``share_constants=True`` (models with input-independent updates; checked against eager), tnnspec's own
-CUDA-graph capture (``cuda_graphs=True``, checked against eager) at batch 1 and 64 (``--batches``),
-and for the ``--compile-models`` torch.compile (default mode at both batches, 'reduce-overhead' at
-the larger). ``--device cpu --quick --batches 1 2`` dry-runs every check of every zoo model on the
-CPU in a few minutes.
-The correctness check runs models at reduced resolution where the architecture allows (the
-same override the tests use), so the check fits in a few minutes.
+Correctness: per model, at reduced resolution where the architecture allows (the same override
+the tests use), a network compiled with the default passes (``optimize="default"``) runs on the
+device in float32 and is compared with a plain ``optimize="none"`` network with the same state
+dict, run in float64 on the CPU; so is a network with the ``share_constants`` pass (models with
+input-independent updates). Every readout and every area's output at every step is compared;
+a model passes when the largest difference is at most ``1e-4 · max(1, largest |reference|)``
+(both the difference and the tolerance are reported).
+
+Timings (CUDA events, median of repeated runs after warm-up; wall clock on the CPU), at the
+model's own resolution and batch 1 and 64 (``--batches``): eager with the default passes, with
+``share_constants`` at the larger batch, and for the ``--compile-models`` torch.compile (default
+mode at both batches, 'reduce-overhead' at the larger; not with ``--quick``).
+
+Prints a table; exits 0 (and says so) when CUDA is not available, 1 when a model fails.
+``--device cpu --quick --batches 1 2`` dry-runs every check of every zoo model on the CPU.
 """
 
 from __future__ import annotations
@@ -29,10 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tnnspec  # noqa: E402
 from tnnspec import zoo  # noqa: E402
 
-SMALL = {3: 64}  # image inputs [3, H, W] are run at 64 px for the correctness check
-
-
 def small_spec(spec):
+    """``spec`` with image inputs [3, H, W] at 64 px (for the correctness check), where it compiles."""
     inputs = {}
     for name, inp in spec.inputs.items():
         shape = list(inp.shape)
@@ -47,6 +52,10 @@ def small_spec(spec):
         return spec
 
 
+SHARE = (*tnnspec.compile.DEFAULT, "share_constants")
+RTOL = 1e-4  # tolerance: RTOL * max(1, largest |reference output|)
+
+
 def outputs(net, x) -> dict:
     """What the correctness checks compare: every readout, and every area's output at every step
     (a model without readouts, such as reynolds_heeger, is compared by its areas)."""
@@ -55,11 +64,40 @@ def outputs(net, x) -> dict:
 
 
 def max_diff(a: dict, b: dict) -> float:
-    return max(((a[k].float().cpu() - b[k].float().cpu()).abs().max().item() for k in a), default=0.0)
+    assert a.keys() == b.keys(), (sorted(a), sorted(b))
+    return max(((a[k].double().cpu() - b[k].double().cpu()).abs().max().item() for k in a), default=0.0)
 
 
-def cuda_time(fn, repeats: int) -> float:
-    if not torch.cuda.is_available():  # dry run of the script on CPU (--device cpu)
+def _to(x, dev, dtype=None):
+    if isinstance(x, dict):
+        return {k: v.to(dev, dtype) for k, v in x.items()}
+    return x.to(dev, dtype)
+
+
+def correctness(spec, dev: str, batch: int = 2) -> dict:
+    """The default-optimized network (float32, on ``dev``) and, where the spec has
+    input-independent updates, one with ``share_constants``, against the plain interpreter
+    (``optimize="none"``, same state dict) in float64 on the CPU."""
+    torch.manual_seed(0)
+    net = tnnspec.compile(spec).eval()
+    reference = tnnspec.compile(spec, optimize="none").eval().double()
+    reference.load_state_dict(net.state_dict())  # (copied into float64)
+    shared = tnnspec.compile(spec, optimize=SHARE).eval()
+    shared.load_state_dict(net.state_dict())
+    x = net.example_inputs(batch)
+    with torch.no_grad():
+        ref = outputs(reference, _to(x, "cpu", torch.float64))
+        scale = max((v.abs().max().item() for v in ref.values()), default=1.0)
+        row = {"max_abs_diff": max_diff(ref, outputs(net.to(dev), _to(x, dev))),
+               "tolerance": RTOL * max(1.0, scale)}
+        if shared.plan.constant:
+            row["shared_maxdiff"] = max_diff(ref, outputs(shared.to(dev), _to(x, dev)))
+    row["ok"] = max(row["max_abs_diff"], row.get("shared_maxdiff", 0.0)) <= row["tolerance"]
+    return row
+
+
+def cuda_time(fn, repeats: int, dev: str) -> float:
+    if dev != "cuda":  # dry run of the script on CPU (--device cpu): wall clock
         for _ in range(2):
             fn()
         times = []
@@ -89,7 +127,7 @@ def main() -> int:
     ap.add_argument("--models", nargs="*", default=None)
     ap.add_argument("--device", default="cuda", help="'cpu' dry-runs the script without a GPU")
     ap.add_argument("--compile-models", nargs="*", default=["cornet_rt", "blt_net_64"],
-                    help="models also timed through torch.compile and CUDA graphs (mode='reduce-overhead')")
+                    help="models also timed through torch.compile (default and mode='reduce-overhead')")
     ap.add_argument("--budget-s", type=float, default=300, help="skip compile timings once this much time has passed")
     ap.add_argument("--batches", type=int, nargs=2, default=[1, 64], metavar=("SMALL", "LARGE"),
                     help="the two batch sizes timed (a CPU dry run of every model: 1 2)")
@@ -107,55 +145,31 @@ def main() -> int:
     name_of = torch.cuda.get_device_name() if dev == "cuda" else "cpu (dry run)"
     print(f"device: {name_of}  torch {torch.__version__}  date {time.strftime('%Y-%m-%d')}")
     names = args.models or zoo.list()
-    results, failed = [], 0
-    cols = [(f"eager_b{small}_ms", f"eager b{small}"), (f"graphs_b{small}_ms", f"graphs b{small}"),
-            (f"compiled_b{small}_ms", f"compile b{small}"), (f"eager_b{large}_ms", f"eager b{large}"),
-            (f"nhwc_b{large}_ms", f"nhwc b{large}"), (f"shared_b{large}_ms", f"shared b{large}"),
-            (f"graphs_b{large}_ms", f"graphs b{large}"), (f"compiled_b{large}_ms", f"compile b{large}"),
-            (f"reduce_overhead_b{large}_ms", f"r-o b{large}")]
-    print(f"{'model':<28} {'max|cuda-cpu|':>14} {'ok':>4} " + " ".join(f"{c:>11}" for _, c in cols) + "  (ms)")
+    results = []
+    cols = [(f"eager_b{small}_ms", f"eager b{small}"), (f"compiled_b{small}_ms", f"compile b{small}"),
+            (f"eager_b{large}_ms", f"eager b{large}"), (f"shared_b{large}_ms", f"shared b{large}"),
+            (f"compiled_b{large}_ms", f"compile b{large}"), (f"reduce_overhead_b{large}_ms", f"r-o b{large}")]
+    print(f"{'model':<28} {'max|dev-ref|':>13} {'shared':>9} {'tolerance':>9} {'ok':>5} "
+          + " ".join(f"{c:>11}" for _, c in cols) + "  (ms)")
     for name in names:
         row = {"model": name}
         try:
-            spec = small_spec(zoo.load(name))
-            torch.manual_seed(0)
-            net = tnnspec.compile(spec).eval()
-            x = net.example_inputs(2)
-            with torch.no_grad():
-                cpu = {k: v.clone() for k, v in outputs(net, x).items()}
-                gnet = net.to(dev)
-                gx = {k: v.to(dev) for k, v in x.items()} if isinstance(x, dict) else x.to(dev)
-                gpu = outputs(gnet, gx)
-            diff = max_diff(cpu, gpu)
-            scale = max((cpu[k].abs().max().item() for k in cpu), default=1.0)
-            row["max_abs_diff"] = diff
-            row["ok"] = diff <= 1e-4 * max(1.0, scale)
+            row.update(correctness(small_spec(zoo.load(name)), dev))
             torch.manual_seed(0)
             full = tnnspec.compile(zoo.load(name)).eval().to(dev)  # timings at the model's own resolution
-            graphed = tnnspec.compile(full.spec, cuda_graphs=dev == "cuda").eval().to(dev)
-            nhwc = tnnspec.compile(full.spec, channels_last=True).eval().to(dev)
-            graphed.load_state_dict(full.state_dict())
-            nhwc.load_state_dict(full.state_dict())
-            shared = None  # share_constants: input-independent updates once per batch (where there are any)
-            if full.plan.constant:
-                shared = tnnspec.compile(full.spec, share_constants=True).eval().to(dev)
+            shared = tnnspec.compile(full.spec, optimize=SHARE).eval().to(dev)
+            if shared.plan.constant:  # share_constants: input-independent updates once per batch
                 shared.load_state_dict(full.state_dict())
+            else:
+                shared = None
             repeats = 5 if args.quick else 20
             for batch in (small, large):
                 bx = full.example_inputs(batch)
                 with torch.inference_mode():
-                    row[f"eager_b{batch}_ms"] = cuda_time(lambda: full(bx), repeats)
-                    if batch == large:
-                        row[f"nhwc_b{large}_ms"] = cuda_time(lambda: nhwc(bx), repeats)
+                    row[f"eager_b{batch}_ms"] = cuda_time(lambda: full(bx), repeats, dev)
                     if batch == large and shared is not None:
-                        row[f"shared_b{large}_maxdiff"] = max_diff(outputs(full, bx), outputs(shared, bx))
-                        row[f"shared_b{large}_ms"] = cuda_time(lambda: shared(bx), repeats)
-                    row[f"graphs_b{batch}_maxdiff"] = max_diff(outputs(full, bx), outputs(graphed, bx))
-                    row[f"graphs_b{batch}_ms"] = cuda_time(lambda: graphed(bx), repeats)
-            row["ok"] = row["ok"] and max(row[f"graphs_b{small}_maxdiff"], row[f"graphs_b{large}_maxdiff"],
-                                          row.get(f"shared_b{large}_maxdiff", 0.0)) <= 1e-4 * max(1.0, scale)
-            failed += not row["ok"]
-            del graphed, nhwc, shared
+                        row[f"shared_b{large}_ms"] = cuda_time(lambda: shared(bx), repeats, dev)
+            del shared
             if name in args.compile_models and not args.quick:
                 for key, mode, batch in ((f"compiled_b{small}_ms", "default", small),
                                          (f"compiled_b{large}_ms", "default", large),
@@ -172,16 +186,18 @@ def main() -> int:
                         ref = full(bx).readouts
                         row[key.replace("_ms", "_maxdiff")] = max(
                             (out[k].float() - ref[k].float()).abs().max().item() for k in ref)
-                        row[key] = cuda_time(lambda: compiled(bx), repeats)
+                        row[key] = cuda_time(lambda: compiled(bx), repeats, dev)
             del full
         except Exception as exc:  # report and go on: one model must not hide the others
             row["error"] = f"{type(exc).__name__}: {exc}"[:200]
-            failed += 1
+            row["ok"] = False
         results.append(row)
         fmt = lambda k: f"{row[k]:.2f}" if isinstance(row.get(k), float) else "-"  # noqa: E731
-        print(f"{name:<28} {row.get('max_abs_diff', float('nan')):>14.2e} {str(row.get('ok', False)):>4} "
-              + " ".join(f"{fmt(k):>11}" for k, _ in cols)
+        sci = lambda k: f"{row[k]:.2e}" if isinstance(row.get(k), float) else "-"  # noqa: E731
+        print(f"{name:<28} {sci('max_abs_diff'):>13} {sci('shared_maxdiff'):>9} {sci('tolerance'):>9} "
+              f"{str(row.get('ok', False)):>5} " + " ".join(f"{fmt(k):>11}" for k, _ in cols)
               + (f"  {row['error']}" if "error" in row else ""), flush=True)
+    failed = sum(not r["ok"] for r in results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     print(f"{len(results) - failed}/{len(results)} models ok on {dev}")

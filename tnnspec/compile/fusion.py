@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from . import torch_compat
 from .kept import kept, mark_derived, store
+from .packing import Conv2d
 
 FOLDS = "batchnorm_folds"  # the kept store of a fused norm
 
@@ -56,6 +57,8 @@ def conv_with(conv: nn.Conv2d, x: Tensor, weight: Tensor, bias: Tensor | None) -
     """``conv``'s geometry (padding mode, stride, explicit 'same' padding) with other weights."""
     if hasattr(conv, "conv_with"):
         return conv.conv_with(x, weight, bias)
+    if isinstance(conv, Conv2d):  # tnnspec's own: packed weights apply to the folded ones too
+        return conv.conv_at(x, weight, bias)
     return torch_compat.conv2d_forward(conv, x, weight, bias)
 
 
@@ -69,16 +72,18 @@ def cached_fold(weight: Tensor, bias: Tensor | None, norm: nn.BatchNorm2d) -> tu
     return entry.values["fold"]
 
 
-def applies(norm: nn.Module, fuse: bool) -> bool:
-    """Fusion applies to this call: asked for, eval-mode norm, no gradients."""
-    return fuse and active(norm) and not torch.is_grad_enabled()
+def applies(conv: nn.Module, norm: nn.Module, fuse: bool) -> bool:
+    """Fusion applies to this call: asked for, still a conv and a BatchNorm (not swapped), an
+    eval-mode norm, no gradients, and no hook on either module that would be skipped."""
+    return (fuse and not torch.is_grad_enabled() and fusable(conv, norm) and active(norm)
+            and not torch_compat.hooked((conv, norm)))
 
 
 def conv_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d, x: Tensor, fuse: bool = True,
               run: Callable[[Tensor, Tensor, Tensor | None], Tensor] | None = None) -> Tensor:
     """``norm(conv(x))``, as one convolution when fusion :func:`applies`. ``run(x, weight, bias)``
     applies the convolution with other geometry than ``conv``'s own (a per-step stride)."""
-    if applies(norm, fuse):
+    if applies(conv, norm, fuse):
         weight, bias = cached_fold(conv.weight, conv.bias, norm)
         return run(x, weight, bias) if run is not None else conv_with(conv, x, weight, bias)
     return norm(run(x, conv.weight, conv.bias) if run is not None else conv(x))

@@ -9,7 +9,7 @@ from torch import nn
 from ..spec.components import ShapeContext
 from ..spec.models import Area, Normalization
 from . import passes, torch_compat
-from .fusion import conv_norm, fusable
+from .fusion import applies, conv_norm, fusable
 from .inplace import relu_of_new
 from .registry import CELL_BUILDERS, OP_BUILDERS, OpContext, StepOp
 
@@ -60,7 +60,7 @@ class OpChain(nn.Module):
         inplace = passes.on("inplace_relu")
         while i < len(self.names):
             module = modules[self.names[i]]
-            if i in self.fusable_at and fusable(module, modules[self.names[i + 1]]):  # one conv, norm skipped
+            if i in self.fusable_at and applies(module, modules[self.names[i + 1]], True):  # one conv
                 x = conv_norm(module, modules[self.names[i + 1]], x)
                 i += 2
             elif inplace and i in self.relu_at and type(module) is nn.ReLU:

@@ -27,7 +27,7 @@ from ..spec.models import Normalization, Spec
 from . import kept, passes, torch_compat
 from .bisection import run_bisected
 from .modules import AreaModule, DivisiveTerm, EdgeModule, ReadoutModule, gain_view
-from .packing import mark_zero
+from .packing import clear, mark_zero
 from .passes.hoist import hoist
 from .passes.prune import prune
 from .passes.share_constants import applies as shares_constants, mark_constants
@@ -93,6 +93,10 @@ class Network(nn.Module):
         self.divisive = nn.ModuleDict(divisive)  # parameter-free: state_dict keys are unchanged
         self.readouts = nn.ModuleDict({
             name: ReadoutModule(r, shapes.output[r.source], T) for name, r in spec.readouts.items()})
+
+    def _apply(self, fn, recurse=True):
+        clear(self)  # packed and folded weights derive from the old tensors (.to(), .double())
+        return super()._apply(fn, recurse)
 
     # ------------------------------------------------------------------ plans and inputs
     @property
@@ -240,7 +244,6 @@ class Network(nn.Module):
             states = {n: torch_compat.tree_map(_detach, s) for n, s in states.items()}
         past = {(r.source, r.at): outputs[r.source][r.at] for s in plan.schedule[t] for r in s.reads
                 if r.at < t and not r.zeros}
-        past.update({(s.area, t - 1): outputs[s.area][t - 1] for s in plan.schedule[t] if s.reuse})
         if self.checkpoint is True and torch.is_grad_enabled():  # ("recursive": see _range)
             current, states, kept_terms, heads = checkpoint(self._step, t, run, past, states, kept_terms,
                                                             use_reentrant=False)
@@ -267,8 +270,8 @@ class Network(nn.Module):
         computed = set()
         for s in plan.schedule[t]:
             area = self.areas[s.area]
-            if s.reuse:  # the plan proved it equal to the previous step's output
-                y = area.probe(past[(s.area, t - 1)])
+            if s.reuse:  # the plan proved it equal to the previous step's output (kept before its probe)
+                y = area.probe(kept_terms[("output", s.area)])
             else:
                 y = self._update(s, t, run, current, past, states, kept_terms)
             current[s.area] = run.clamps[s.area] if s.clamp else y
@@ -349,6 +352,8 @@ class Network(nn.Module):
             y, state = area.cell(drive, state, t)
         y = area.ops(y, t)
         states[s.area] = area.cell.after_ops(y, state)
+        if ("output", s.area) in plan.kept:
+            kept_terms[("output", s.area)] = y
         return area.probe(y)
 
     def _combine(self, s: AreaStep, plan: Plan, driving, bottom, recurrent, delivered, zero) -> torch.Tensor:

@@ -73,7 +73,11 @@ def pinned():
 
 
 def _probe(name: str, check: Callable[[], bool]) -> bool:
-    """``check()`` run once (an exception means no), cached; False while :func:`public_only`."""
+    """``check()`` run once (an exception means no), cached; False while :func:`public_only`.
+    While ``torch.compile`` traces, the answer cached before (the tracer cannot read context
+    variables; a probe never asked before answers no)."""
+    if torch.compiler.is_compiling():
+        return _probes.get(name, False)
     if public_only():
         return False
     ok = _probes.get(name)

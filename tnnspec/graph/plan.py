@@ -92,10 +92,13 @@ class Plan:
     stateful: frozenset[str] = frozenset()  # areas with a cell state
     pure_areas: frozenset[str] = frozenset()  # stateless areas whose output depends only on their reads
     pure_edges: frozenset[int] = frozenset()  # edges whose transform depends only on its input
+    impure: frozenset[str] = frozenset()  # areas whose update has side effects (batch norm statistics
+    # in training, in the cell, ops or incoming transforms): every update must run
+    impure_heads: frozenset[str] = frozenset()  # readouts whose head has such side effects
     perturbations: Perturbations = NO_PERTURBATIONS
     passes: tuple[str, ...] = ()  # the passes that rewrote this plan, in order
-    kept: frozenset = field(default=frozenset())  # set by a pass: edges (by index) and areas (cells'
-    # input terms, by name) whose last term the interpreter keeps for a later step
+    kept: frozenset = field(default=frozenset())  # set by a pass: edges (by index), areas (cells' input
+    # terms, by name) and ("output", area) (outputs before the probe) the interpreter keeps for the next step
     pruned: frozenset = field(default=frozenset())  # set by a pass: (area, step) updates dropped as
     # unneeded (their outputs are never read; the interpreter gives them zeros, as silent ones)
 
@@ -254,13 +257,17 @@ def build_plan(spec: Spec, steps: int | None = None, perturbations: Perturbation
     pure_edges = frozenset(i for i, e in enumerate(spec.edges) if pure_ops(e.transform))
     pure_areas = frozenset(a for a, area in spec.areas.items()
                            if a not in stateful and pure_ops(area.ops) and all(i in pure_edges for i in incoming[a]))
+    impure = frozenset(a for a, area in spec.areas.items()
+                       if not (area.cell.pure and pure_ops(area.ops) and all(i in pure_edges for i in incoming[a])))
+    impure_heads = frozenset(n for n, r in spec.readouts.items() if not pure_ops(r.head))
     concat = {a: tuple(i for i in incoming[a] if spec.edges[i].type in DRIVING)
               for a, area in spec.areas.items() if area.combine == "concat"}
     readouts = {n: (r.source, r.cumulative) for n, r in spec.readouts.items()}
     return Plan(T, order, arrival, tuple(delays), tuple(names), history, tuple(schedule),
                 infer_shapes(spec, base_arrival), frames(spec, T), concat, readouts,
                 heads=(tuple(readouts),) * T, emit=emit, record=tuple(record), stateful=stateful,
-                pure_areas=pure_areas, pure_edges=pure_edges, perturbations=perturbations)
+                pure_areas=pure_areas, pure_edges=pure_edges, impure=impure, impure_heads=impure_heads,
+                perturbations=perturbations)
 
 
 def replace_plan(plan: Plan, name: str, **changes) -> Plan:

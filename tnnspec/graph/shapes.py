@@ -138,8 +138,9 @@ def infer_shapes(spec: Spec, arrival: dict[str, int | None]) -> Shapes:
             break
         pending = [n for n in pending if n not in progressed]
     shapes.output = {k: v for k, v in shapes.output.items() if v is not None}
-    _check_all_edges(spec, shapes, failed)
+    _check_all_edges(spec, shapes, failed, driving_edges=True)
     _settle_concat_drives(spec, shapes, driving)
+    _check_all_edges(spec, shapes, failed, driving_edges=False)  # gains and divisors see the settled drive
     _check_readouts(spec, shapes)
     return shapes
 
@@ -171,8 +172,10 @@ def _settle_concat_drives(spec: Spec, shapes: Shapes, driving: dict[str, list[in
         shapes.drive[name] = drive
 
 
-def _check_all_edges(spec: Spec, shapes: Shapes, failed: set[int]) -> None:
+def _check_all_edges(spec: Spec, shapes: Shapes, failed: set[int], driving_edges: bool) -> None:
     for i, e in enumerate(spec.edges):
+        if (e.type in DRIVING) != driving_edges:
+            continue
         if i in failed or shapes.of(e.source) is None or e.target not in shapes.drive:
             continue
         drive = shapes.drive[e.target]

@@ -318,6 +318,8 @@ class CORnetSBlock(CellParams):
     normalised strided skip).  Does not gate.
     """
 
+    pure = False  # batch norms: running statistics learn from each training call
+
     type: Literal["cornet_s_block"] = "cornet_s_block"
     inner_steps: int = Field(2, ge=1, description="unrolled steps n inside one outer step (CORnet-S: V2 2, V4 4, IT 2)")
     scale: int = Field(4, ge=1, description="bottleneck expansion: conv1/conv2 have scale·C channels")

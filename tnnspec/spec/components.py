@@ -79,6 +79,9 @@ class CellParams(Params):
     name: ClassVar[str] = ""
     #: whether the cell multiplies by input-dependent values in [0, 1]
     gates: ClassVar[bool] = False
+    #: whether an update changes nothing but its outputs (a cell with batch norms, whose
+    #: statistics learn from each training call, sets this False)
+    pure: ClassVar[bool] = True
 
     def output_shape(self, drive: Shape, channels: int) -> Shape:
         """Default: the cell keeps the drive's shape (and so needs ``channels`` to match)."""

@@ -5,7 +5,8 @@ consecutive steps, so what depends on it alone repeats. The pass marks, from the
 
 - an area update as ``reuse`` when the area is pure (no cell state, pure ops and edges), reads
   the same edges as at the previous step with the same scales, and each term's source output
-  equals its output one step earlier: the output is then the previous step's, exactly;
+  equals its output one step earlier: the output is then the previous step's, exactly (the
+  interpreter keeps it from before the area's probe, and calls the probe once per step);
 - a read as ``reuse`` when its edge's transform is pure and its source output equals the one
   the edge read at the previous step: the transform is the one computed then;
 - an area update as ``drive_reuse`` when every read is reused: the drive equals the previous
@@ -34,7 +35,6 @@ def hoist(plan: Plan) -> Plan:
         same[name] = [t > 0 and frames[t] == frames[t - 1] and frames[t].kind != "frame" for t in range(T)]
     for name in plan.order:
         same[name] = [False] * T
-    history = dict(plan.history)
     previous: dict[str, object] = {}
     schedule = []
     for t, step in enumerate(plan.schedule):
@@ -49,7 +49,6 @@ def hoist(plan: Plan) -> Plan:
             if s.area in plan.pure_areas and same_edges and all(invariant):
                 s = replace(s, reuse=True)
                 same[s.area][t] = True
-                history[s.area] = max(history.get(s.area, 0), 1)
             else:
                 reads = tuple(replace(r, reuse=True) if inv and r.edge in plan.pure_edges else r
                               for r, inv in zip(s.reads, invariant))
@@ -58,9 +57,10 @@ def hoist(plan: Plan) -> Plan:
             previous[s.area] = s
             out.append(s)
         schedule.append(tuple(out))
-    kept = frozenset(r.edge for step in schedule for s in step for r in s.reads if r.reuse) | frozenset(
-        s.area for step in schedule for s in step if s.drive_reuse)
-    return replace_plan(plan, NAME, schedule=tuple(schedule), history=history, kept=kept)
+    kept = (frozenset(r.edge for step in schedule for s in step for r in s.reads if r.reuse)
+            | frozenset(s.area for step in schedule for s in step if s.drive_reuse)
+            | frozenset(("output", s.area) for step in schedule for s in step if s.reuse))
+    return replace_plan(plan, NAME, schedule=tuple(schedule), kept=kept)
 
 
 def _computed_at(plan: Plan, area: str, t: int) -> bool:
