@@ -17,8 +17,8 @@ What the drawn files contain (all tiny: 1-4 channels, 3-6 px maps, 2-5 areas, at
   tanh, elu, scale, size-keeping 3x3 max pools and 2x2 max pools that halve the map;
 - edges: feedforward chain, extra feedforward and skip edges, lateral self-loops, feedback,
   attention (``gain`` and ``relative_gain``, per-channel and spatial) and normalization edges,
-  with explicit or default delays, ``from_step``, ``weight``, explicit ``name``s, and (when the
-  format has it) ``enabled: false`` on non-chain edges and areas;
+  with explicit or default delays, ``from_step``, ``weight``, explicit ``name``s, and
+  ``enabled: false`` on non-chain edges and areas;
 - readouts: global pools, linear heads, flatten heads and raw outputs, some ``cumulative``.
 
 No ``dropout``: train-mode calls would draw different masks in the two networks compared.
@@ -45,13 +45,6 @@ def text(data) -> str:
     buf = io.StringIO()
     yaml.dump(data, buf)
     return buf.getvalue()
-
-
-def _has_enabled() -> bool:
-    """Whether this version of the format has ``enabled`` on edges and areas."""
-    from tnnspec.spec.models import Area, EdgeBase
-
-    return "enabled" in Area.model_fields and "enabled" in EdgeBase.model_fields
 
 
 def _cell(draw, kind: str) -> tuple[dict | str, bool]:
@@ -151,7 +144,6 @@ def _map_transform(draw, src: tuple[int, int], dst_size: int, channels: int | No
 @st.composite
 def specs(draw, max_areas: int = 5) -> dict:
     """A valid spec as plain data (module docstring)."""
-    enabled = _has_enabled()
     n = draw(st.integers(2, max_areas))
     names = [f"A{i}" for i in range(n)]
     size = draw(st.integers(3, 6))
@@ -236,7 +228,7 @@ def specs(draw, max_areas: int = 5) -> dict:
             edge["weight"] = draw(st.sampled_from([0.5, -1.0, 2.0, 0.0]))
         if draw(st.integers(0, 5)) == 0:
             edge["name"] = next(explicit_names)
-        if enabled and not chain and draw(st.integers(0, 11)) == 0:
+        if not chain and draw(st.integers(0, 11)) == 0:
             edge["enabled"] = False
         edges.append(edge)
         return edge
@@ -290,7 +282,7 @@ def specs(draw, max_areas: int = 5) -> dict:
             extra["transform"] = transform
         add("normalization", source, target, **extra)
 
-    if enabled and n > 2 and draw(st.integers(0, 9)) == 0:  # a lesioned area
+    if n > 2 and draw(st.integers(0, 9)) == 0:  # a lesioned area
         areas[draw(st.sampled_from(names[1:]))]["enabled"] = False
 
     # ---- time, inputs, readouts

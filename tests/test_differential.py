@@ -79,69 +79,28 @@ from differential_specs import MAX_STEPS, specs, text
 # ------------------------------------------------------------------------------------ the adapter
 
 
-@dataclasses.dataclass(frozen=True)
-class _Pass:
-    """A pass as the older API knows it: exact or not, on by default, the options that turn it on."""
-
-    exact: bool
-    default: bool
-    options: tuple = ()
-
-
-_OLD_PASSES = {
-    "prune": _Pass(True, True),  # always on: readout_steps prunes the plan
-    "hoist": _Pass(True, True, (("hoist", True), ("fold", True))),
-    "share_constants": _Pass(False, False, (("share_constants", True),)),
-    "zero_convs": _Pass(True, True),  # always on
-    "packed_weights": _Pass(True, True, (("packed_weights", "exact"),)),
-    "packed_weights_fast": _Pass(False, False, (("packed_weights", "fast"),)),
-    "fuse_batchnorm": _Pass(False, False, (("fuse_batchnorm", True),)),
-    "inplace_relu": _Pass(True, True),  # always on
-    "maxpool_nhwc": _Pass(True, True),  # always on
-    "cache_constants": _Pass(True, True, (("cache_constants", True),)),  # the older API only
-}
-_OLD_PLAIN = dict(hoist=False, fold=False, packed_weights="off", share_constants=False, fuse_batchnorm=False,
-                  cache_constants=False)
-EXCLUSIVE = ({"packed_weights", "packed_weights_fast"},)  # at most one of each set
+EXCLUSIVE = tuple(set(group) for group in tnnspec.compile.passes.EXCLUSIVE)  # at most one of each set
 
 #: allowed difference of a non-exact pass, relative to max(1, the reference's magnitude)
 TOLERANCE = {torch.float64: 1e-6, torch.float32: 1e-3}
 GRAD_TOLERANCE = {torch.float64: 1e-5, torch.float32: 1e-4}
 
 
-def new_api() -> bool:
-    """Whether ``tnnspec.compile`` takes ``optimize=`` (and ``net(x, perturb=...)``)."""
-    return hasattr(tnnspec.compile, "PASSES")
-
-
 def passes() -> dict:
     """Pass name -> info with ``.exact`` and ``.default``."""
-    return dict(tnnspec.compile.PASSES) if new_api() else _OLD_PASSES
+    return dict(tnnspec.compile.PASSES)
 
 
 def build(spec, pass_set) -> nn.Module:
     """The network with ``pass_set`` (an iterable of pass names, or ``"default"``); the empty set
     is the plain interpreter."""
-    if new_api():
-        if pass_set == "default":
-            return tnnspec.compile(spec, optimize="default")
-        names = list(pass_set)
-        return tnnspec.compile(spec, optimize=names if names else "none")
     if pass_set == "default":
-        return tnnspec.compile(spec)
-    options = dict(_OLD_PLAIN)
-    for name in pass_set:
-        options.update(_OLD_PASSES[name].options)
-    return tnnspec.compile(spec, **options)
+        return tnnspec.compile(spec, optimize="default")
+    names = list(pass_set)
+    return tnnspec.compile(spec, optimize=names if names else "none")
 
 
 def call(net, x, **kw):
-    """``net(x, **kw)``; a perturbation skips the test where the network takes none."""
-    perturb = kw.pop("perturb", None)
-    if perturb:
-        if not new_api():
-            pytest.skip("perturbations need tnnspec.compile.PASSES (the optimize= API)")
-        kw["perturb"] = perturb
     return net(x, **kw)
 
 
@@ -740,7 +699,7 @@ def _calls():
 
 @st.composite
 def _perturbations(draw):
-    if not new_api() or draw(st.integers(0, 2)):
+    if draw(st.integers(0, 2)):
         return ()
     return tuple(draw(st.lists(st.tuples(_IDX, st.integers(0, 5), _IDX, st.lists(st.integers(0, MAX_STEPS),
                                                                                  max_size=2)),
@@ -1058,8 +1017,6 @@ def test_a_lesion_per_call_equals_the_lesion_written_in_the_file(case, seed, one
     """The reference semantics of perturbations: ``perturb={edge: "cut"}`` (``{area:
     "silence"}``) on the plain interpreter equals ``enabled: false`` on that edge (area) in the
     file, with the same weights."""
-    if not new_api():
-        pytest.skip("perturbations need tnnspec.compile.PASSES (the optimize= API)")
     data, kind, which = case
     lesioned = json.loads(json.dumps(data))
     if kind == "edge":

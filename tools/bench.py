@@ -7,13 +7,16 @@ threads and inputs, in eval mode; times are medians of repeated runs after warm-
 variants timed in alternating rounds. Ratios are compiled / reference (below 1: tnnspec is
 faster) of the medians; in brackets, the quartiles of the ratios of single rounds (the noise of
 this run). They are for the call that returns what the reference returns (CORnet: the last
-step's logits, ``readout_steps="last"``; BLT and the ConvRNN gru_shallow: every step), with
-default options, unpacked (``packed_weights="off"``) and with the options equal to float
-rounding (``packed_weights="fast"``, ``fuse_batchnorm``, ``share_constants``); the every-step
-ratio of the CORnets is reported too. Also: the gain of time-invariant hoisting over a dense
-unroll on a ConvRNN-style net with a feedforward stem, FLOP rates against a GEMM, memory with
-activation checkpointing, and validate+compile time of the Markov macaque graph and of
-generated graphs of growing size.
+step's logits, ``readout_steps="last"``; BLT and the ConvRNN gru_shallow: every step), with the
+default passes, with none (the plain interpreter) and with the passes equal to float rounding
+(``packed_weights_fast``, ``fuse_batchnorm``, ``share_constants``); the every-step ratio of the
+CORnets is reported too. No variant keeps anything computed from one call to the next (only
+packed and folded weights, behind a bitwise check), so there is one figure per variant. Also:
+what each pass gains on each pair (``--passes``: the default without it, or with it added,
+against the default), the gain of time-invariant hoisting over a dense unroll on a
+ConvRNN-style net with a feedforward stem, FLOP rates against a GEMM, memory with activation
+checkpointing, and validate+compile time of the Markov macaque graph and of generated graphs of
+growing size.
 The last line is ``worst ratio compiled/reference: X.XX``. Timings are never asserted in tests.
 """
 
@@ -80,7 +83,15 @@ def round_ratio_spread(times: dict[str, list[float]], variant: str, base: str = 
     return q[0], q[2]
 
 
-def _pair(name: str, size: int | None, **options):
+FAST = tuple(p for p in tnnspec.compile.DEFAULT if p != "packed_weights") + (
+    "packed_weights_fast", "fuse_batchnorm", "share_constants")  # the passes equal to float rounding
+
+
+def _without(*names) -> tuple[str, ...]:
+    return tuple(p for p in tnnspec.compile.DEFAULT if p not in names)
+
+
+def _pair(name: str, size: int | None, optimize="default"):
     """(reference module, compiled network, reference forward, the call arguments that make the
     network return what the reference returns), with shared weights."""
     from references.blt_ccn23 import BLTNet64
@@ -106,7 +117,7 @@ def _pair(name: str, size: int | None, **options):
         same = {}  # logits at every step
     else:
         raise KeyError(name)
-    net = tnnspec.compile(spec, **options)
+    net = tnnspec.compile(spec, optimize=optimize)
     net.load_state_dict(zoo.convert_weights(name, ref.state_dict(), check=False))
     return ref.eval(), net.eval(), (lambda x: ref(x)), same
 
@@ -132,20 +143,20 @@ NETS_B8: dict = {}  # model -> (compiled nets, the same-output call, forward sec
 
 def bench_pairs(quick: bool) -> list[dict]:
     """Forward (inference mode) and forward+backward against the reference. ``tnn``: the call that
-    returns what the reference returns (CORnet: the last step's logits; BLT, ConvRNN: every step), default
-    options (which pack conv weights exactly: ``packed_weights="exact"``); ``unpacked``: the same
-    with ``packed_weights="off"`` (forward only); ``all``: readouts at every step; ``opt``: as
-    ``tnn`` with the speed options that are equal to float rounding — ``packed_weights="fast"``,
-    ``fuse_batchnorm`` (inference only) and ``share_constants``; ``share``: ``share_constants`` alone, forward+backward (for models with
-    input-independent updates)."""
+    returns what the reference returns (CORnet: the last step's logits; BLT, ConvRNN: every step),
+    default passes; ``plain``: the same with no pass (forward only); ``all``: readouts at every
+    step; ``opt``: as ``tnn`` with the passes that are equal to float rounding — ``packed_weights_fast``,
+    ``fuse_batchnorm`` (inference only) and ``share_constants``; ``share``: the default plus
+    ``share_constants``, forward+backward (for models with input-independent updates)."""
     cases = [(name, size, batches[:1] if quick else batches) for name, (size, batches) in PAIRS.items()]
     repeats = 5 if quick else 10
     rows = []
     for name, size, batches in cases:
         ref, net, ref_fwd, same = _pair(name, size)
-        opt = _pair(name, size, packed_weights="fast", fuse_batchnorm=True, share_constants=True)[1]
-        unpacked = _pair(name, size, packed_weights="off")[1]
-        share = _pair(name, size, share_constants=True)[1] if net.plan.constant else None
+        opt = _pair(name, size, FAST)[1]
+        plain = _pair(name, size, "none")[1]
+        share = _pair(name, size, (*tnnspec.compile.DEFAULT, "share_constants"))[1]
+        share = share if share.plan.constant else None
         for batch in batches:
             x = net.example_inputs(batch)
             row = {"model": name, "batch": batch, "same_outputs": same or "every step"}
@@ -154,7 +165,7 @@ def bench_pairs(quick: bool) -> list[dict]:
                 fwd["all"] = lambda: net(x)
             rounds = {}
             with torch.inference_mode():
-                rounds["fwd"] = interleaved_rounds({**fwd, "unpacked": lambda: unpacked(x, **same)}, repeats)
+                rounds["fwd"] = interleaved_rounds({**fwd, "plain": lambda: plain(x, **same)}, repeats)
             if not (quick and name in ("cornet_s", "convrnn_shallow_gru")):
                 if share is not None:
                     fwd["share"] = lambda: share(x, **same)
@@ -163,7 +174,7 @@ def bench_pairs(quick: bool) -> list[dict]:
                 rounds["fwdbwd"] = interleaved_rounds(bwd, max(3, repeats // 2))
             for kind, times in rounds.items():
                 row.update({f"{k}_{kind}_s": statistics.median(v) for k, v in times.items()})
-                for variant in ("tnn", "unpacked", "all", "opt", "share"):
+                for variant in ("tnn", "plain", "all", "opt", "share"):
                     if variant in times:
                         row[f"{variant}_{kind}_ratio"] = row[f"{variant}_{kind}_s"] / row[f"ref_{kind}_s"]
                 row[f"tnn_{kind}_round_ratios"] = round_ratio_spread(times, "tnn")
@@ -173,7 +184,7 @@ def bench_pairs(quick: bool) -> list[dict]:
             r = lambda k: f"{row[k]:.2f}" if k in row else "-"  # noqa: E731
             q = lambda k: "[{:.2f}-{:.2f}]".format(*row[k]) if k in row else ""  # noqa: E731
             print(f"  {name:<12} b{batch:<3} fwd {row['tnn_fwd_s'] * 1e3:8.1f} ms vs ref {row['ref_fwd_s'] * 1e3:8.1f} ms"
-                  f"  ratio {r('tnn_fwd_ratio')} {q('tnn_fwd_round_ratios')} (unpacked {r('unpacked_fwd_ratio')}, options "
+                  f"  ratio {r('tnn_fwd_ratio')} {q('tnn_fwd_round_ratios')} (no pass {r('plain_fwd_ratio')}, rounding-equal passes "
                   f"{r('opt_fwd_ratio')}, every step {r('all_fwd_ratio')}) | fwd+bwd ratio {r('tnn_fwdbwd_ratio')} "
                   f"{q('tnn_fwdbwd_round_ratios')} (share_constants {r('share_fwdbwd_ratio')})", flush=True)
     return rows
@@ -196,9 +207,9 @@ readouts: {logits: {source: conv3, head: [{pool: avg}, {linear: 10}]}}
 """
 
 
-def _gain(spec, quick: bool, **off) -> tuple[float, float, object]:
-    """(seconds optimised, seconds with the options in ``off`` turned off, optimised net)."""
-    fast, plain = tnnspec.compile(spec).eval(), tnnspec.compile(spec, **off).eval()
+def _gain(spec, quick: bool, off: tuple[str, ...]) -> tuple[float, float, object]:
+    """(seconds with the default passes, seconds without the passes ``off``, the default net)."""
+    fast, plain = tnnspec.compile(spec).eval(), tnnspec.compile(spec, optimize=_without(*off)).eval()
     plain.load_state_dict(fast.state_dict())
     x = fast.example_inputs(8)
     with torch.inference_mode():
@@ -207,17 +218,41 @@ def _gain(spec, quick: bool, **off) -> tuple[float, float, object]:
 
 
 def bench_hoisting(quick: bool) -> dict:
-    t_h, t_d, hoisted = _gain(tnnspec.loads(STEM_NET), quick, hoist=False)
+    t_h, t_d, hoisted = _gain(tnnspec.loads(STEM_NET), quick, ("hoist",))
     row = {"hoisted_s": t_h, "dense_s": t_d, "speedup": t_d / t_h,
            "saved_updates": hoisted.plan.reused, "total_updates": hoisted.plan.work + hoisted.plan.reused}
     print(f"  stem net (static image, T=12, b8): dense {t_d * 1e3:.1f} ms, hoisted {t_h * 1e3:.1f} ms, "
           f"speedup {row['speedup']:.2f}x ({row['saved_updates']} of {row['total_updates']} updates reused)")
-    movie = tnnspec.loads(STEM_NET.replace("{shape: [3, 64, 64]}", "{shape: [3, 64, 64], schedule: sequence}"))
-    t_f, t_s, folded = _gain(movie, quick, fold=False)
-    row.update(folded_s=t_f, stepwise_s=t_s, fold_speedup=t_s / t_f, folded_areas=sorted(folded.plan.folded))
-    print(f"  stem net (sequence input, T=12, b8): step by step {t_s * 1e3:.1f} ms, time-folded "
-          f"{t_f * 1e3:.1f} ms, speedup {row['fold_speedup']:.2f}x (folded: {', '.join(row['folded_areas'])})")
     return row
+
+
+def bench_passes(quick: bool) -> list[dict]:
+    """What each pass gains, on each model pair's first batch (forward, inference mode, the call
+    that returns what the reference returns): ``gain`` = seconds of the default without the pass
+    (or, for a pass not in the default, of the default) / seconds with it. Above 1: the pass helps."""
+    rows = []
+    names = list(tnnspec.compile.PASSES)
+    for model, (size, batches) in PAIRS.items():
+        batch = batches[0]
+        _, net, _, same = _pair(model, size)
+        variants = {"default": net}
+        for p in names:
+            if p == "packed_weights_fast":
+                optimize = (*_without("packed_weights"), p)
+            else:
+                optimize = _without(p) if p in tnnspec.compile.DEFAULT else (*tnnspec.compile.DEFAULT, p)
+            variants[p] = _pair(model, size, optimize)[1]
+        x = net.example_inputs(batch)
+        with torch.inference_mode():
+            times = interleaved({k: (lambda v=v: v(x, **same)) for k, v in variants.items()}, 3 if quick else 7)
+        row = {"model": model, "batch": batch, "default_s": times["default"]}
+        for p in names:
+            with_p, without_p = ((times["default"], times[p]) if p in tnnspec.compile.DEFAULT
+                                 else (times[p], times["default"]))
+            row[p] = without_p / with_p
+        rows.append(row)
+        print(f"  {model:<20} b{batch}: " + ", ".join(f"{p} {row[p]:.2f}" for p in names), flush=True)
+    return rows
 
 
 _STATUS_MB = r"""
@@ -321,21 +356,26 @@ def bench_flops(pairs_net) -> dict:
     for name, (net, same, seconds, opt_seconds) in pairs_net.items():
         x = net.example_inputs(8)
         # FLOPs of the work the timed calls do, counted on unpacked copies (FlopCounterMode does
-        # not see oneDNN's packed convolutions, which the default uses too), after a first call
-        # that fills the kept input-independent updates (cache_constants); the options' run
-        # computes them at batch 1. FlopCounterMode's module hooks would turn caching, sharing and
-        # the zero-drive shortcut off, so the copies are told there are none.
-        plain = tnnspec.compile(net.spec, packed_weights="off").eval()
-        shared = tnnspec.compile(net.spec, share_constants=True, packed_weights="off").eval()
+        # not see oneDNN's packed convolutions, which the default uses too); the options' run
+        # computes the input-independent updates at batch 1. FlopCounterMode's module hooks would
+        # turn sharing and the zero-drive shortcut off, so the network is told there are none.
+        from tnnspec.compile import network as network_module
+
+        plain = tnnspec.compile(net.spec, optimize=_without("packed_weights")).eval()
+        shared = tnnspec.compile(net.spec, optimize=(*_without("packed_weights"), "share_constants")).eval()
         counts = []
-        for copy in (plain, shared):
-            copy.load_state_dict(net.state_dict())
-            copy._hooked = lambda: False
-            with torch.inference_mode():
-                copy(x, **same)
-                with FlopCounterMode(display=False) as counter:
+        hooks_check = network_module._any_forward_hooks
+        network_module._any_forward_hooks = lambda module: False
+        try:
+            for copy in (plain, shared):
+                copy.load_state_dict(net.state_dict())
+                with torch.inference_mode():
                     copy(x, **same)
-            counts.append(counter.get_total_flops())
+                    with FlopCounterMode(display=False) as counter:
+                        copy(x, **same)
+                counts.append(counter.get_total_flops())
+        finally:
+            network_module._any_forward_hooks = hooks_check
         flops, opt_flops = counts
         rows[name] = {"gflop": flops / 1e9, "gflops": flops / seconds / 1e9,
                       "fraction_of_gemm": flops / seconds / 1e9 / gemm, "opt_gflop": opt_flops / 1e9,
@@ -455,8 +495,15 @@ def main() -> int:
                     help="also compare both sides through torch.compile (minutes of compile time on a CPU)")
     ap.add_argument("--torch-compile-only", nargs="*", metavar="MODEL",
                     help="only the torch.compile comparison, of these models (default: all four)")
+    ap.add_argument("--passes", action="store_true", help="also measure what each pass gains on each pair")
+    ap.add_argument("--passes-only", action="store_true", help="only measure what each pass gains")
     args = ap.parse_args()
     torch.manual_seed(0)
+    if args.passes_only:
+        rows = bench_passes(args.quick)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"passes": rows}, indent=2, default=str))
+        return 0
     if args.torch_compile_only is not None:
         rows = bench_torch_compile(tuple(args.torch_compile_only) or tuple(PAIRS))
         if args.json:
@@ -467,8 +514,12 @@ def main() -> int:
     print(f"tnnspec benchmarks {info['date']}: torch {info['torch']}, {info['threads']} threads, {info['machine']}")
     print("compiled vs hand-written reference (same weights, eval):")
     pairs = bench_pairs(args.quick)
-    print("time-invariant hoisting and time folding vs a dense unroll:")
+    print("time-invariant hoisting vs a dense unroll:")
     hoist = bench_hoisting(args.quick)
+    pass_rows = None
+    if args.passes:
+        print("what each pass gains (time without / time with; forward, first batch):")
+        pass_rows = bench_passes(args.quick)
     print("validate + compile:")
     compile_rows = bench_compile_times(args.quick)
     flops = memory = pair_memory = None
@@ -490,10 +541,10 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"info": info, "pairs": pairs, "hoisting": hoist,
                                                "compile": compile_rows, "flops": flops, "memory": memory,
-                                               "pair_memory": pair_memory,
+                                               "pair_memory": pair_memory, "passes": pass_rows,
                                                "torch_compile": compiled_rows,
                                                "peak_rss_mb": peak_mb}, indent=2, default=str))
-    print(f"worst forward ratio with packed_weights, fuse_batchnorm, share_constants: {worst_opt:.2f}")
+    print(f"worst forward ratio with the rounding-equal passes: {worst_opt:.2f}")
     print(f"worst ratio compiled/reference: {worst:.2f}")
     return 0
 
