@@ -153,3 +153,11 @@ def test_recursive_checkpoint_runs_on_the_fallback_trees():
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("ok ")
+
+
+def test_a_probe_first_asked_under_inference_mode_still_finds_version_counters(monkeypatch):
+    """Inference tensors have no version counter; a probe that ran on one would turn the cheap
+    check of kept weights off for the process (every call then compares every weight's bits)."""
+    monkeypatch.setattr(torch_compat, "_probes", {})
+    with torch.inference_mode():
+        assert torch_compat.version_counters_available()

@@ -359,13 +359,13 @@ def bench_flops(pairs_net) -> dict:
         # not see oneDNN's packed convolutions, which the default uses too); the options' run
         # computes the input-independent updates at batch 1. FlopCounterMode's module hooks would
         # turn sharing and the zero-drive shortcut off, so the network is told there are none.
-        from tnnspec.compile import network as network_module
+        from tnnspec.compile import torch_compat
 
         plain = tnnspec.compile(net.spec, optimize=_without("packed_weights")).eval()
         shared = tnnspec.compile(net.spec, optimize=(*_without("packed_weights"), "share_constants")).eval()
         counts = []
-        hooks_check = network_module._any_forward_hooks
-        network_module._any_forward_hooks = lambda module: False
+        hooks_check = torch_compat.forward_hooked
+        torch_compat.forward_hooked = lambda module: False
         try:
             for copy in (plain, shared):
                 copy.load_state_dict(net.state_dict())
@@ -375,7 +375,7 @@ def bench_flops(pairs_net) -> dict:
                         copy(x, **same)
                 counts.append(counter.get_total_flops())
         finally:
-            network_module._any_forward_hooks = hooks_check
+            torch_compat.forward_hooked = hooks_check
         flops, opt_flops = counts
         rows[name] = {"gflop": flops / 1e9, "gflops": flops / seconds / 1e9,
                       "fraction_of_gemm": flops / seconds / 1e9 / gemm, "opt_gflop": opt_flops / 1e9,

@@ -83,7 +83,8 @@ def _probe(name: str, check: Callable[[], bool]) -> bool:
     ok = _probes.get(name)
     if ok is None:
         try:
-            ok = bool(check())
+            with torch.inference_mode(False):  # a first call may come under inference mode, whose
+                ok = bool(check())  # tensors have no version counter: the probe must not see that
         except Exception:  # noqa: BLE001  (any failure of a private API means: not usable)
             ok = False
         _probes[name] = ok
