@@ -148,13 +148,41 @@ def _rank_world() -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------- the trainer
+class Task:
+    """What a run learns, when it is not the spec's classification readout (the default). The
+    trainer keeps the data order, DDP, checkpoints, resume, metrics and progress bars; a task
+    says what is trained and what the loss is. :mod:`tnnspec.neural.dynamics` is one.
+
+    * ``module(net)`` — the module whose parameters are trained and checkpointed (``net`` itself,
+      or a module holding it and more, e.g. per-neuron readouts).
+    * ``n_train`` — number of training items; the trainer draws global batches of their indices.
+    * ``loss(module, indices)`` — (mean loss over ``indices`` as a tensor, a metric summed over
+      them as a float); the trainer reports metric / batch size as ``acc``.
+    * ``validate(module)`` — a dict of numbers (logged with a ``val_`` prefix) or None.
+    * ``steps`` — the number of steps the network is unrolled for (for the log).
+    """
+
+    n_train: int = 0
+    steps: int | None = None
+
+    def module(self, net):
+        return net
+
+    def loss(self, module, indices):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def validate(self, module) -> dict | None:
+        return None
+
+
 class Trainer:
     """Holds the network, optimiser and data of one run. :func:`train` drives it; tests use
-    :meth:`compute_gradients` directly."""
+    :meth:`compute_gradients` directly. ``task`` (a :class:`Task`) replaces the default
+    classification of the spec's readout."""
 
     def __init__(self, spec, cfg: Training | None = None, *, device="cpu", amp: bool = False,
                  compile: bool = False, dataset=None, val_dataset=None, steps: int | None = None,
-                 network_options: dict | None = None):
+                 network_options: dict | None = None, task: Task | None = None):
         import tnnspec
 
         self.spec = spec
@@ -163,7 +191,8 @@ class Trainer:
         self.amp = amp
         self.rank, self.world_size = _rank_world()
         self.steps = steps
-        self.readout = pick_readout(spec, cfg.readout)
+        self.task = task
+        self.readout = pick_readout(spec, cfg.readout) if task is None else None
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise TrainError("device cuda: no CUDA device is available")
         if cfg.batch_size < self.world_size:
@@ -174,11 +203,18 @@ class Trainer:
         # execution options of the compiled network (checkpoint, optimize=...): they change
         # memory and speed, not the model, so checkpoints stay interchangeable
         self.net = tnnspec.compile(spec, **(network_options or {})).to(self.device)
-        self.model = torch.compile(self.net) if compile else self.net
-        self.params = [p for p in self.net.parameters() if p.requires_grad]
+        self.module = (task.module(self.net) if task is not None else self.net).to(self.device)
+        self.model = torch.compile(self.module) if compile else self.module
+        self.params = [p for p in self.module.parameters() if p.requires_grad]
         if not self.params:
             raise TrainError(f"spec '{spec.name}' has no trainable parameters")
         self.optimizer = make_optimizer(self.params, cfg)
+        if task is not None:
+            self.train_data = self.val_data = None
+            self.T = task.steps
+            self.n_train = task.n_train
+            self.steps_per_epoch = batches_per_epoch(self.n_train, cfg.batch_size)
+            return
 
         self.train_data = materialize(dataset if dataset is not None else make_dataset(cfg, "train"))
         if val_dataset is False:
@@ -206,17 +242,14 @@ class Trainer:
         n_global = len(indices)
         local = shard(indices, self.rank, self.world_size)
         self.optimizer.zero_grad(set_to_none=True)
-        x = present_batch(self.spec, self.train_data.images[local], self.T).to(self.device)
-        y = self.train_data.labels[local].to(self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            logits = self.model(x, steps=self.steps).readouts[self.readout]
-        logits = logits.float()
-        from .losses import temporal_cross_entropy
-
-        loss = temporal_cross_entropy(logits, y, self.weights)
+            if self.task is not None:
+                loss, correct = self.task.loss(self.model, local)
+                correct = torch.as_tensor(float(correct))
+            else:
+                loss, correct = self._classification_loss(local)
         scaled = loss * (len(local) / n_global) if self.world_size > 1 else loss
         scaled.backward()
-        correct = (logits[-1].detach().argmax(-1) == y).sum()
         if self.world_size == 1:
             return float(loss.detach()), float(correct) / n_global
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
@@ -228,6 +261,15 @@ class Trainer:
             p.grad = flat[offset:offset + g.numel()].view_as(p).clone()
             offset += g.numel()
         return float(flat[-2]), float(flat[-1]) / n_global
+
+    def _classification_loss(self, local: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = present_batch(self.spec, self.train_data.images[local], self.T).to(self.device)
+        y = self.train_data.labels[local].to(self.device)
+        logits = self.model(x, steps=self.steps).readouts[self.readout].float()
+        from .losses import temporal_cross_entropy
+
+        loss = temporal_cross_entropy(logits, y, self.weights)
+        return loss, (logits[-1].detach().argmax(-1) == y).sum()
 
     def step(self, indices: torch.Tensor) -> tuple[float, float]:
         """One optimiser step on the global batch ``indices``: (loss, accuracy at the last step)."""
@@ -241,6 +283,8 @@ class Trainer:
 
     # ------------------------------------------------------------ validation
     def validate(self) -> dict | None:
+        if self.task is not None:
+            return self.task.validate(self.model)
         if self.val_data is None or len(self.val_data) == 0:
             return None
         order = torch.arange(len(self.val_data))
@@ -333,7 +377,7 @@ def _progress(enabled: bool, **kw):
 def train(spec, cfg: Training | None = None, out_dir: str | Path | None = "runs", device="cpu",
           resume: bool = False, progress: bool = True, *, amp: bool = False, compile: bool = False,
           log_every: int = 1, checkpoint_every: int | None = None, dataset=None, val_dataset=None,
-          steps: int | None = None, network_options: dict | None = None) -> dict:
+          steps: int | None = None, network_options: dict | None = None, task: Task | None = None) -> dict:
     """Train ``spec`` with ``cfg`` (default: the spec's ``training:`` section) and return the final
     metrics. Writes ``out_dir/metrics.jsonl`` and a checkpoint (``checkpoint.safetensors`` and
     ``checkpoint.json``) at every epoch end, every ``checkpoint_every`` steps, at the end and on
@@ -341,24 +385,25 @@ def train(spec, cfg: Training | None = None, out_dir: str | Path | None = "runs"
     for another spec). ``dataset``/``val_dataset`` replace the built-in data (``val_dataset=False``:
     no validation). ``out_dir=None`` writes nothing. ``network_options`` go to
     :func:`tnnspec.compile` (e.g. ``{"checkpoint": "recursive"}`` for long unrolls). Under
-    torchrun, runs data-parallel."""
+    torchrun, runs data-parallel. ``task`` (a :class:`Task`) trains something other than the
+    spec's classification readout (e.g. :mod:`tnnspec.neural.dynamics`)."""
     device, created = init_distributed(device)
     try:
         return _train(spec, cfg, out_dir, device, resume, progress, amp, compile, log_every,
-                      checkpoint_every, dataset, val_dataset, steps, network_options)
+                      checkpoint_every, dataset, val_dataset, steps, network_options, task)
     finally:
         if created:
             dist.destroy_process_group()
 
 
 def _train(spec, cfg, out_dir, device, resume, progress, amp, compile, log_every, checkpoint_every,
-           dataset, val_dataset, steps, network_options) -> dict:
+           dataset, val_dataset, steps, network_options, task=None) -> dict:
     t0 = time.time()
     if resume and out_dir is not None and (Path(out_dir) / ckpt.META).is_file():  # refuse early, before the data
         ckpt.check_spec(ckpt.read_meta(Path(out_dir) / ckpt.META).get("spec_hash"), spec, Path(out_dir) / ckpt.META)
     try:
         trainer = Trainer(spec, cfg, device=device, amp=amp, compile=compile, dataset=dataset,
-                          val_dataset=val_dataset, steps=steps, network_options=network_options)
+                          val_dataset=val_dataset, steps=steps, network_options=network_options, task=task)
     except DataError as exc:
         raise TrainError(str(exc)) from None
     cfg = trainer.cfg
@@ -375,7 +420,7 @@ def _train(spec, cfg, out_dir, device, resume, progress, amp, compile, log_every
         if out is None:
             raise TrainError("resume needs an output directory")
         if (out / ckpt.META).is_file():
-            meta = ckpt.load_checkpoint(out, model=trainer.net, optimizer=trainer.optimizer, spec=spec)
+            meta = ckpt.load_checkpoint(out, model=trainer.module, optimizer=trainer.optimizer, spec=spec)
             _apply_settings(trainer.optimizer, cfg)
             position.update(meta["position"])
             resumed_from = position["step"]
@@ -397,6 +442,7 @@ def _train(spec, cfg, out_dir, device, resume, progress, amp, compile, log_every
               device=str(trainer.device), n_train=trainer.n_train,
               n_val=len(trainer.val_data) if trainer.val_data is not None else 0,
               steps_per_epoch=trainer.steps_per_epoch, time_steps=trainer.T, readout=trainer.readout,
+              task=type(trainer.task).__name__ if trainer.task is not None else "classification",
               training=cfg.model_dump(mode="json"))
 
     boundary_rng = ckpt.capture_rng()
@@ -404,7 +450,7 @@ def _train(spec, cfg, out_dir, device, resume, progress, amp, compile, log_every
     def save(reason: str, rng=None) -> None:
         if out is None or not main:
             return
-        ckpt.save_checkpoint(out, model=trainer.net, optimizer=trainer.optimizer, spec=spec,
+        ckpt.save_checkpoint(out, model=trainer.module, optimizer=trainer.optimizer, spec=spec,
                              position=dict(position), training=cfg.model_dump(mode="json"),
                              rng=rng if rng is not None else ckpt.capture_rng(),
                              metrics={"val": last_val, "reason": reason},
@@ -450,7 +496,9 @@ def _train(spec, cfg, out_dir, device, resume, progress, amp, compile, log_every
                 seen = max(position["epoch_seen"], 1)
                 event = {"epoch": epoch, "step": position["step"], "train_loss": position["epoch_loss"] / seen,
                          "train_acc": position["epoch_correct"] / seen, "time": round(time.time() - t0, 3)}
-                if last_val is not None:
+                if last_val is not None and trainer.task is not None:
+                    event.update(_val_fields(last_val))
+                elif last_val is not None:
                     event.update(val_loss=last_val["loss"], val_acc=last_val["accuracy_per_step"][-1],
                                  val_acc_per_step=last_val["accuracy_per_step"],
                                  val_acc_per_level={k: v["accuracy_per_step"][-1]
@@ -459,8 +507,9 @@ def _train(spec, cfg, out_dir, device, resume, progress, amp, compile, log_every
                 position.update(epoch=epoch + 1, batch=0, epoch_loss=0.0, epoch_correct=0.0, epoch_seen=0)
                 if epochs_bar is not None:
                     epochs_bar.update(1)
+                    shown = {k: v for k, v in event.items() if k.startswith("val_") and isinstance(v, float)}
                     epochs_bar.set_postfix(loss=f"{event['train_loss']:.4f}",
-                                           val_acc=f"{event.get('val_acc', float('nan')):.3f}")
+                                           **{k: f"{v:.3f}" for k, v in list(shown.items())[:2]})
                 save("epoch")
     except KeyboardInterrupt:
         save("interrupted", rng=boundary_rng)
@@ -477,7 +526,9 @@ def _train(spec, cfg, out_dir, device, resume, progress, amp, compile, log_every
     save("end")
     result = {"epoch": position["epoch"], "step": position["step"], "loss": loss, "train_acc": acc,
               "time": round(time.time() - t0, 3), "world_size": trainer.world_size}
-    if final_val is not None:
+    if final_val is not None and trainer.task is not None:
+        result.update(_val_fields(final_val))
+    elif final_val is not None:
         result.update(val_loss=final_val["loss"], val_acc=final_val["accuracy_per_step"][-1],
                       val_acc_per_step=final_val["accuracy_per_step"])
     if out is not None:
@@ -490,6 +541,11 @@ def _train(spec, cfg, out_dir, device, resume, progress, amp, compile, log_every
     return result
 
 
+def _val_fields(val: dict) -> dict:
+    """A task's validation numbers as ``val_<name>`` fields of a metrics event."""
+    return {f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float, list))}
+
+
 def load_for_eval(spec, checkpoint_path, device="cpu"):
     """A network compiled from ``spec`` with the weights of ``checkpoint_path`` (refused if they
     were saved for another spec). Returns (net, the checkpoint's JSON record or {})."""
@@ -500,5 +556,5 @@ def load_for_eval(spec, checkpoint_path, device="cpu"):
     return net.to(device), meta
 
 
-__all__ = ["train", "Trainer", "TrainError", "training_config", "with_overrides", "epoch_order", "global_batch",
+__all__ = ["train", "Trainer", "Task", "TrainError", "training_config", "with_overrides", "epoch_order", "global_batch",
            "shard", "init_distributed", "load_for_eval", "unwrap", "Tensors"]
