@@ -60,6 +60,7 @@ def check(spec: Spec, source: SourceMap, report: Report) -> tuple[dict, Shapes |
         if r.source not in spec.areas:
             report.error(where(("readouts", rname, "source")),
                          f"readouts.{rname}.source: unknown area '{r.source}'{_hint(r.source, spec.areas)}")
+    _check_neural(spec, names, where, report)
     if not ok_edges:
         return {}, None
 
@@ -88,6 +89,24 @@ def check(spec: Spec, source: SourceMap, report: Report) -> tuple[dict, Shapes |
     for p in shapes.problems:
         report.error(where(p.path, key=p.at_key), f"{dotted(list(p.path))}: {p.message}")
     return arrival, shapes
+
+
+def _check_neural(spec: Spec, names: list[str], where, report: Report) -> None:
+    """The ``neural:`` section names areas that exist, and edge types or names to fit that exist."""
+    if spec.neural is None:
+        return
+    for region, r in spec.neural.regions.items():
+        if r.area not in spec.areas:
+            report.error(where(("neural", "regions", region, "area")),
+                         f"neural.regions.{region}.area: unknown area '{r.area}'{_hint(r.area, spec.areas)}")
+    train = spec.neural.dynamics.train
+    if isinstance(train, list):
+        known = set(names) | {e.type for e in spec.edges}
+        for i, item in enumerate(train):
+            if item not in known:
+                report.error(where(("neural", "dynamics", "train", i)),
+                             f"neural.dynamics.train[{i}]: '{item}' is neither an edge type used in this graph "
+                             f"nor an edge name{_hint(item, sorted(known))}")
 
 
 def _hint(name: str, known) -> str:

@@ -17,6 +17,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Fie
 from . import cells as _cells  # noqa: F401  (registers cells)
 from . import ops as _ops  # noqa: F401  (registers ops)
 from .components import CELLS, OPS, CellParams, OpParams
+from .neural import Neural
 from .training import Training
 
 FORMAT_VERSIONS = ("1.0",)
@@ -284,6 +285,7 @@ class Spec(Strict):
     edges: list[Edge] = Field(default_factory=list, description="typed pathways between areas")
     readouts: dict[Name, Readout] = Field(default_factory=dict, description="decoders by name")
     training: Training | None = Field(None, description="optional training settings (tnnspec train)")
+    neural: Neural | None = Field(None, description="optional comparison with recordings (tnnspec fit)")
 
     _source: Any = PrivateAttr(None)  # where each part is written (a SourceMap), set by the loader
     _warnings: list = PrivateAttr(default_factory=list)  # warnings found when it was loaded
