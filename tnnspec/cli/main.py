@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..api import check_file
 from ..spec.diagnostics import Diagnostic, SpecError
+from .fit import add_compare_parser, add_fit_parser
 from .train import add_evaluate_parser, add_train_parser
 
 
@@ -152,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_parser(sub)
     add_evaluate_parser(sub)
+    add_fit_parser(sub)
+    add_compare_parser(sub)
     return p
 
 

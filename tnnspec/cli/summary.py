@@ -52,6 +52,10 @@ def summary_text(spec: Spec, steps: int | None = None, show_plan: bool = True) -
                  + (f"; {plan.reused_drives} cell input terms reused" if plan.reused_drives else "")
                  + (f"; {plan.constant} input-independent (the pass share_constants computes them once per batch)"
                     if plan.constant else ""))
+    if spec.neural is not None and spec.neural.regions:
+        from ..neural.fit import summary_lines
+
+        lines += [""] + summary_lines(spec, steps)
     if show_plan:
         lines += ["", str(plan)]
     return "\n".join(lines)
