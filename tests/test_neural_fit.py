@@ -189,3 +189,22 @@ def test_dynamics_fit_resumes_from_its_checkpoint(tmp_path):
     starts = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     starts = [e for e in starts if e["event"] == "start"]
     assert [e["resumed"] for e in starts] == [False, True] and starts[1]["epoch"] == 1
+
+
+@pytest.mark.gpu
+def test_dynamics_fit_and_mapping_on_cuda_match_the_cpu(tmp_path):
+    """One epoch of a dynamics fit on CUDA (and ridge on himalaya's torch_cuda backend) against
+    the CPU: same scores within float32 accumulation differences."""
+    syn = synthetic_recordings(make_teacher(teacher_spec(None)), n_stimuli=60, neurons={"V4": 10},
+                               bins=equal_bins(40, 100, 20), repetitions=4)
+    syn.save(tmp_path / "d")
+    spec = tnnspec.load(tmp_path / "d" / "teacher.yaml")
+    args = (spec, tmp_path / "d" / "recordings.nc", tmp_path / "d" / "stimuli.npz")
+    got = {}
+    for device, backend in (("cpu", "numpy"), ("cuda", "torch_cuda")):
+        got[device] = run_fit(*args, mapping={"V4": "V4"}, mode="dynamics", device=device, backend=backend,
+                              dynamics=Dynamics(epochs=1), progress=False)
+    for key in ("heldout_images", "heldout_neurons"):
+        a = np.array(got["cpu"]["regions"]["V4"]["scores"][key]["raw"], dtype=float)
+        b = np.array(got["cuda"]["regions"]["V4"]["scores"][key]["raw"], dtype=float)
+        np.testing.assert_allclose(a, b, atol=2e-3)

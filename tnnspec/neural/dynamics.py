@@ -62,14 +62,27 @@ class NeuralModel(nn.Module):
         return (out, run.readouts) if readouts else out
 
 
-def he_normal_(net) -> None:
-    """Weights ~ N(0, 2 / fan_in) (He et al. 2015), biases 0: the fresh start of a dynamics fit
-    (``neural.dynamics.init: he_normal``). Activity keeps its scale through ReLU areas, so
-    recurrent edges start strong enough to carry activity over steps."""
+def he_normal_(net, spec) -> None:
+    """Fresh weights for a dynamics fit (``neural.dynamics.init: he_normal``): every weight
+    ~ N(0, 2 / (fan_in * k)), biases 0, where ``k`` is the number of enabled edges into the
+    target area for an edge's weights and 1 for an area's own (He et al. 2015, with the drive of
+    an area being the sum of its ``k`` incoming edges). Activity keeps its scale through ReLU
+    areas whatever the number of pathways, so recurrent edges start strong enough to carry
+    activity over steps without a feedback loop running away."""
+    from ..graph.checks import edge_names
+
+    incoming: dict[str, int] = {}
+    for e in spec.edges:
+        if e.enabled:
+            incoming[e.target] = incoming.get(e.target, 0) + 1
+    share = {}
+    for name, e in zip(edge_names(spec), spec.edges):
+        for p in net.edges[name].parameters():
+            share[id(p)] = max(1, incoming.get(e.target, 1))
     with torch.no_grad():
         for p in net.parameters():
             if p.dim() > 1:
-                p.normal_(0.0, (2.0 / p[0].numel()) ** 0.5)
+                p.normal_(0.0, (2.0 / (p[0].numel() * share.get(id(p), 1))) ** 0.5)
             else:
                 p.zero_()
 
@@ -134,7 +147,7 @@ class DynamicsTask(Task):
 
             load_net_weights(net, self.init, self.spec)
         elif self.init_scheme == "he_normal":
-            he_normal_(net)
+            he_normal_(net, self.spec)
         _trainable(net, self.spec, self.train_choice)
         self.trained = NeuralModel(net, self.regions, self.steps)
         self._init_heads(self.trained)

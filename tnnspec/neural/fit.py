@@ -10,6 +10,7 @@ held-out images), ``metrics.jsonl`` and the report (``report.md`` and PNG plots,
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -110,7 +111,8 @@ def run_fit(spec, recordings, stimuli, *, mode: str = "mapping", mapping: dict[s
               "time": round(time.time() - t0, 3)}
     if "split" in result:
         scores["split"] = result["split"]
-    if out is not None:
+    # under torchrun every process gets here with the same scores; only rank 0 writes them
+    if out is not None and os.environ.get("RANK", "0") == "0":
         _write(out, scores, result.get("examples") or {}, mode)
         if report:
             from .report import write_report

@@ -268,7 +268,7 @@ def _plot_score_vs_time(data: dict, path: Path, title: str) -> Path:
         curves = [(key, _curve(entry, key)) for key in entry["scores"]]
         all_curves += [c for _, c in curves]
         panel_curves.append([c for _, c in curves])
-        _shade_unscored(ax, curves[0][1], label="ceiling ≤ 0 (not scored)")
+        _shade_unscored(ax, curves[0][1], label="not ceiled (data too noisy)")
         for j, (key, c) in enumerate(curves):
             _draw_curve(ax, c, colour=KEY_COLOURS.get(key, f"C{j}"), label=KEY_LABELS.get(key, key))
         _reference_lines(ax)
@@ -524,7 +524,7 @@ def _report_markdown(data: dict, title: str, pictures, epochs) -> str:
     if data.get("mode") == "dynamics":
         lines += ["*Held-out images*: the model's responses to images not used for training, for the trained "
                   "neurons; *held-out neurons*: responses of neurons not used for training.", ""]
-    lines += ["Mean ceiled and mean interval are averaged over the bins with a positive ceiling; the peak is "
+    lines += ["Mean ceiled and mean interval are averaged over the ceiled bins (median reliability ≥ 0.1); the peak is "
               "the bin with the highest ceiled score.", ""]
     if epochs:
         last = epochs[-1]
@@ -670,7 +670,7 @@ def _plot_compare(run_dirs, datas, names, regions, path: Path) -> Path:
 def _compare_markdown(runs_json, names, regions, table, ranking, bins_used) -> str:
     lines = ["# Comparison of fit runs", "",
              "Cells: mean ceiled score [mean bootstrap interval] over the bins where every run that has the "
-             "region has a positive ceiling; best per region in bold; — where a run lacks the region. "
+             "region can ceil; best per region in bold; — where a run lacks the region. "
              "Dynamics runs are scored on held-out images.", ""]
     lines += ["| run | " + " | ".join(regions) + " |", "|---|" + "---|" * len(regions)]
     for n in names:
@@ -694,7 +694,7 @@ def _compare_markdown(runs_json, names, regions, table, ranking, bins_used) -> s
         if used:
             notes.append(f"- {r}: {len(used)} bin(s) compared, {used[0][0]:g}–{used[-1][1]:g} ms")
         else:
-            notes.append(f"- {r}: the runs share no bin with a positive ceiling; \\* each run's own scored bins")
+            notes.append(f"- {r}: the runs share no ceiled bin; \\* each run's own scored bins")
     lines += ["Bins:", *notes, ""]
     lines += ["Ranking (best first):", *[f"- {r}: " + (", ".join(ranking[r]) or "—") for r in regions], ""]
     lines += ["Runs:"]

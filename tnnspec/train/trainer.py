@@ -484,7 +484,7 @@ def _train(spec, cfg, out_dir, device, resume, progress, amp, compile, log_every
                                   time=round(time.time() - t0, 3))
                     if bar is not None:
                         bar.update(1)
-                        bar.set_postfix(loss=f"{loss:.4f}", acc=f"{acc:.3f}")
+                        bar.set_postfix(loss=f"{loss:.4f}", **({} if trainer.task else {"acc": f"{acc:.3f}"}))
                     if checkpoint_every and position["step"] % checkpoint_every == 0 \
                             and position["batch"] < trainer.steps_per_epoch:
                         save("every")
@@ -496,6 +496,8 @@ def _train(spec, cfg, out_dir, device, resume, progress, amp, compile, log_every
                 seen = max(position["epoch_seen"], 1)
                 event = {"epoch": epoch, "step": position["step"], "train_loss": position["epoch_loss"] / seen,
                          "train_acc": position["epoch_correct"] / seen, "time": round(time.time() - t0, 3)}
+                if trainer.task is not None:  # a task's metric is its own; accuracy means nothing here
+                    event.pop("train_acc")
                 if last_val is not None and trainer.task is not None:
                     event.update(_val_fields(last_val))
                 elif last_val is not None:
