@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup test test-all demo schema clean
+.PHONY: setup test test-all demo fit-demo schema clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,9 @@ test-all: setup
 
 demo: setup
 	$(BIN)/python tools/occlusion_demo.py --out out/demo
+
+fit-demo: setup
+	$(BIN)/python tools/fit_demo.py --out out/fit-demo
 
 schema: setup
 	$(BIN)/tnnspec schema -o schemas/tnnspec.schema.json
