@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import tnnspec
 from tnnspec.neural.fit import run_fit
@@ -208,3 +209,26 @@ def test_dynamics_fit_and_mapping_on_cuda_match_the_cpu(tmp_path):
         a = np.array(got["cpu"]["regions"]["V4"]["scores"][key]["raw"], dtype=float)
         b = np.array(got["cuda"]["regions"]["V4"]["scores"][key]["raw"], dtype=float)
         np.testing.assert_allclose(a, b, atol=2e-3)
+
+
+def test_a_task_loss_mixed_into_the_dynamics_fit_trains_the_readout(small_data, tmp_path):
+    """task_weight > 0 adds the spec's classification loss on the stimuli's labels: the readout
+    head, untouched by the neural loss alone, changes; without a readout the error says so."""
+    from safetensors.torch import load_file
+
+    tree = tnnspec.load(small_data / "teacher.yaml").dump()
+    tree["readouts"] = {"digit": {"source": "IT", "head": [{"pool": "avg"}, {"linear": 10}]}}
+    spec = tnnspec.Spec.model_validate(tree)
+    args = (spec, small_data / "recordings.nc", small_data / "stimuli.npz")
+    heads = {}
+    for w in (0.0, 1.0):
+        out = tmp_path / f"w{w:g}"
+        run_fit(*args, mapping={"V4": "V4"}, mode="dynamics", out_dir=out, progress=False, report=False,
+                dynamics=Dynamics(epochs=1, task_weight=w, heldout_neurons=0.0))
+        heads[w] = load_file(str(out / "checkpoint.safetensors"))["net.readouts.digit.linear.weight"]
+    assert not torch.equal(heads[1.0], heads[0.0])  # same seed: only the task loss moved it
+    from tnnspec.neural import NeuralDataError
+
+    with pytest.raises(NeuralDataError, match="task_weight > 0"):
+        run_fit(tnnspec.load(small_data / "teacher.yaml"), *args[1:], mapping={"V4": "V4"}, mode="dynamics",
+                progress=False, dynamics=Dynamics(epochs=1, task_weight=1.0))

@@ -136,9 +136,14 @@ class DynamicsTask(Task):
             from ..train.evaluate import pick_readout
             from ..train.losses import time_weights
 
+            from ..train.evaluate import DataError
+
             if labels is None:
                 raise NeuralDataError("task_weight > 0 needs class labels for the stimuli (an .npz with 'labels')")
-            self.readout = pick_readout(spec, None)
+            try:
+                self.readout = pick_readout(spec, None)
+            except DataError as exc:
+                raise NeuralDataError(f"task_weight > 0: {exc}") from None
             self.time_weights = time_weights(steps)
 
     def module(self, net):
