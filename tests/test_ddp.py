@@ -4,8 +4,6 @@ same global batch."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
+from ddp_helpers import free_port, gloo_env, one_thread  # noqa: F401  (one_thread: an autouse fixture)
 from safetensors.torch import load_file
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
@@ -78,27 +77,6 @@ sys.exit(main(["train", spec_file, "--max-steps", "3", "--epochs", "1", "--out",
 """
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _env(**extra) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1", GLOO_SOCKET_IFNAME="lo",
-               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def spec_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("spec") / "tiny_ddp.yaml"
@@ -121,9 +99,9 @@ def ddp_run(spec_file, tmp_path_factory) -> Path:
     script = tmp / "worker.py"
     script.write_text(WORKER.format(batches=[list(b) for b in BATCHES]))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
-           "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
+           "--master-addr", "127.0.0.1", "--master-port", str(free_port()),
            str(script), str(spec_file), str(tmp / "data.pt"), str(tmp)]
-    run = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    run = subprocess.run(cmd, cwd=ROOT, env=gloo_env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     return tmp
 

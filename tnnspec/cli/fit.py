@@ -67,10 +67,9 @@ def cmd_fit(args) -> int:
 
     from ..api import check_file
     from ..neural.errors import NeuralDataError
-    from ..spec.diagnostics import SpecError
     from ..train.checkpoint import CheckpointError
     from ..train.trainer import TrainError
-    from .train import _default_device, _print_diagnostics
+    from .train import _default_device, _print_diagnostics, run_reporting
 
     spec, diags = check_file(args.spec)
     _print_diagnostics(diags)
@@ -94,20 +93,14 @@ def cmd_fit(args) -> int:
     out = args.out or str(Path("runs") / f"fit-{spec.name}")
     from ..neural.fit import run_fit
 
-    try:
-        scores = run_fit(spec, args.neural, args.stimuli, mode=args.mode, mapping=mapping, latency_ms=latency,
-                         out_dir=out, checkpoint=args.checkpoint, steps=args.steps,
-                         device=_default_device(args.device), resume=args.resume, progress=not args.no_progress,
-                         shuffle=args.shuffle, method=args.method, pca=args.pca, folds=args.folds,
-                         dynamics=dynamics, backend=args.backend, report=not args.no_report, nwb_options=nwb)
-    except (NeuralDataError, CheckpointError, TrainError, ImportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except SpecError as exc:
-        _print_diagnostics(exc.diagnostics)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    scores, code = run_reporting(lambda: run_fit(
+        spec, args.neural, args.stimuli, mode=args.mode, mapping=mapping, latency_ms=latency, out_dir=out,
+        checkpoint=args.checkpoint, steps=args.steps, device=_default_device(args.device), resume=args.resume,
+        progress=not args.no_progress, shuffle=args.shuffle, method=args.method, pca=args.pca, folds=args.folds,
+        dynamics=dynamics, backend=args.backend, report=not args.no_report, nwb_options=nwb),
+        (NeuralDataError, CheckpointError, TrainError, ImportError))
+    if code is not None:
+        return code
     if int(os.environ.get("RANK", "0")) == 0:
         print(format_scores(scores))
         print(f"scores, metrics and report in {out}")

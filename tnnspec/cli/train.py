@@ -122,8 +122,24 @@ def _default_device(name: str | None) -> str:
 
 
 # ---------------------------------------------------------------- train
-def cmd_train(args) -> int:
+def run_reporting(call, errors: tuple):
+    """``(call(), None)``; or ``(None, exit status)`` after printing a user-caused error (one of
+    ``errors``: ``error: message``; a SpecError: its located diagnostics) — 1 — or on Ctrl-C, 130."""
     from ..spec.diagnostics import SpecError
+
+    try:
+        return call(), None
+    except errors as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None, 1
+    except SpecError as exc:
+        _print_diagnostics(exc.diagnostics)
+        return None, 1
+    except KeyboardInterrupt:
+        return None, 130
+
+
+def cmd_train(args) -> int:
     from ..train.checkpoint import CheckpointError
     from ..train.trainer import TrainError, train
 
@@ -135,19 +151,13 @@ def cmd_train(args) -> int:
         return 1
     spec, cfg = got
     out = args.out or str(Path("runs") / spec.name)
-    try:
-        result = train(spec, cfg, out_dir=out, device=_default_device(args.device), resume=args.resume,
-                       progress=not args.no_progress, amp=args.amp, compile=args.compile,
-                       log_every=args.log_every, checkpoint_every=args.checkpoint_every,
-                       network_options=_network_options(args))
-    except (TrainError, CheckpointError, ImportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except SpecError as exc:
-        _print_diagnostics(exc.diagnostics)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    result, code = run_reporting(lambda: train(
+        spec, cfg, out_dir=out, device=_default_device(args.device), resume=args.resume,
+        progress=not args.no_progress, amp=args.amp, compile=args.compile, log_every=args.log_every,
+        checkpoint_every=args.checkpoint_every, network_options=_network_options(args)),
+        (TrainError, CheckpointError, ImportError))
+    if code is not None:
+        return code
     if int(os.environ.get("RANK", "0")) == 0:
         val = f", val acc {100 * result['val_acc']:.1f}%" if "val_acc" in result else ""
         print(f"trained {spec.name}: {result['step']} steps, {result['epoch']} epochs, "

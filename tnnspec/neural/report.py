@@ -222,6 +222,24 @@ def _finite_values(curves: Sequence[dict]) -> np.ndarray:
     return vals[np.isfinite(vals)]
 
 
+def _label_panel(ax, i: int, cols: int) -> None:
+    """Axis labels (y only on the first column), grid and legend of a score-vs-time panel."""
+    ax.set_xlabel(XLABEL)
+    if i % cols == 0:
+        ax.set_ylabel(YLABEL)
+    ax.grid(alpha=0.25)
+    ax.legend(fontsize=7.5, loc="upper left", framealpha=0.85)
+
+
+def _finish_figure(fig, axes, curves, panel_curves, title: str) -> None:
+    """One y range for every panel, a note where values fall off it, the title, tight layout."""
+    _ylim(axes[0], curves)
+    for ax, cs in zip(axes, panel_curves):
+        _note_clipped(ax, cs)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+
+
 def _ylim(ax, curves: Sequence[dict]):
     """y from a little below 0 to a little above the ceiling, widened to the data but never past
     [YMIN, YMAX]: a bin with a tiny ceiling can have a huge ceiled score that would flatten the rest
@@ -283,16 +301,8 @@ def _plot_score_vs_time(data: dict, path: Path, title: str) -> Path:
         ax.set_title(head, fontsize=10)
         bins = curves[0][1]["bins"]
         ax.set_xlim(float(bins[:, 0].min()), float(bins[:, 1].max()))
-        ax.set_xlabel(XLABEL)
-        if i % cols == 0:
-            ax.set_ylabel(YLABEL)
-        ax.grid(alpha=0.25)
-        ax.legend(fontsize=7.5, loc="upper left", framealpha=0.85)
-    _ylim(axes[0], all_curves)
-    for ax, cs in zip(axes, panel_curves):
-        _note_clipped(ax, cs)
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+        _label_panel(ax, i, cols)
+    _finish_figure(fig, axes, all_curves, panel_curves, title)
     return _save(fig, path)
 
 
@@ -654,16 +664,8 @@ def _plot_compare(run_dirs, datas, names, regions, path: Path) -> Path:
         if math.isfinite(xmin):
             ax.set_xlim(xmin, xmax)
         ax.set_title(region, fontsize=10)
-        ax.set_xlabel(XLABEL)
-        if i % cols == 0:
-            ax.set_ylabel(YLABEL)
-        ax.grid(alpha=0.25)
-        ax.legend(fontsize=7.5, loc="upper left", framealpha=0.85)
-    _ylim(axes[0], curves)
-    for ax, cs in zip(axes, panel_curves):
-        _note_clipped(ax, cs)
-    fig.suptitle("comparison: ceiled score over time (bands: bootstrap intervals)", fontsize=11)
-    fig.tight_layout()
+        _label_panel(ax, i, cols)
+    _finish_figure(fig, axes, curves, panel_curves, "comparison: ceiled score over time (bands: bootstrap intervals)")
     return _save(fig, path)
 
 
