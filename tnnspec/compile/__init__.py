@@ -10,8 +10,8 @@ from __future__ import annotations
 import sys
 import types
 
-from . import cells as _cells  # noqa: F401  (registers cell builders)
-from . import ops as _ops  # noqa: F401  (registers op builders)
+from . import cells as _cells  # noqa: F401  (the built-in cell builders)
+from . import ops as _ops  # noqa: F401  (the built-in op builders)
 from .network import Network, Run
 from .passes import DEFAULT, PASSES
 

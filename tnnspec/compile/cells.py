@@ -24,7 +24,7 @@ from . import passes
 from .fusion import conv_norm
 from .inplace import relu_of_new
 from .packing import Conv2d
-from .registry import Cell, builds_cell
+from .registry import Cell
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "identity": lambda x: x,
@@ -75,7 +75,6 @@ def _map_zeros(drive: Tensor, channels: int) -> Tensor:
     return drive.new_zeros((drive.shape[0], channels, *drive.shape[2:]))
 
 
-@builds_cell("identity")
 class IdentityCell(Cell):
     """``y_t = x_t``; no state."""
 
@@ -86,7 +85,6 @@ class IdentityCell(Cell):
 # --------------------------------------------------------------------------- simple state
 
 
-@builds_cell("time_decay")
 class TimeDecayCell(Cell):
     """``s_t = λ s_{t-1} + x_t``; λ = σ(``decay_logit``) when learnable, else a constant."""
 
@@ -109,7 +107,6 @@ class TimeDecayCell(Cell):
         return s, s
 
 
-@builds_cell("leaky")
 class LeakyCell(Cell):
     """``h_t = h_{t-1} + (dt/τ)(f(x_t) - h_{t-1})``."""
 
@@ -126,7 +123,6 @@ class LeakyCell(Cell):
         return h, h
 
 
-@builds_cell("additive_state")
 class AdditiveStateCell(Cell):
     """``y_t = x_t + s``; :meth:`after_ops` stores the area's final output as ``s``."""
 
@@ -165,7 +161,6 @@ class _ConvRNNCell(Cell):
         return self.input_conv(drive)
 
 
-@builds_cell("simple_rnn")
 class SimpleRNNCell(_ConvRNNCell):
     def __init__(self, params: P.SimpleRNN, drive_shape, out_shape, steps):
         super().__init__(params, drive_shape, out_shape, steps)
@@ -176,7 +171,6 @@ class SimpleRNNCell(_ConvRNNCell):
         return h, h
 
 
-@builds_cell("gru")
 class GRUCell(_ConvRNNCell):
     gates = True
     blocks = 3  # r, u, c
@@ -197,7 +191,6 @@ class GRUCell(_ConvRNNCell):
         return h, h
 
 
-@builds_cell("lstm")
 class LSTMCell(_ConvRNNCell):
     gates = True
     blocks = hidden_blocks = 4  # i, j, f, o
@@ -227,7 +220,6 @@ class LSTMCell(_ConvRNNCell):
         return h_new, (c_new, h_new)
 
 
-@builds_cell("ugrnn")
 class UGRNNCell(_ConvRNNCell):
     gates = True
     blocks = hidden_blocks = 2  # g, c
@@ -243,7 +235,6 @@ class UGRNNCell(_ConvRNNCell):
         return h, h
 
 
-@builds_cell("intersection_rnn")
 class IntersectionRNNCell(_ConvRNNCell):
     gates = True
     blocks = hidden_blocks = 4  # g_h, h, g_y, y
@@ -264,7 +255,6 @@ class IntersectionRNNCell(_ConvRNNCell):
 # --------------------------------------------------------------------------- lecture cells
 
 
-@builds_cell("reciprocal_gated")
 class ReciprocalGatedCell(Cell):
     gates = True
 
@@ -287,7 +277,6 @@ class ReciprocalGatedCell(Cell):
         return h_new, (h_new, c_new)
 
 
-@builds_cell("resnet_unit")
 class ResNetUnitCell(Cell):
     """The input term is the three convs of the drive (``gate_xh``, ``gate_xc``, ``in_xc``)."""
 
@@ -333,7 +322,6 @@ def _temporal(c_in: int, c_out: int, kernel, separable: bool) -> nn.Module:
     return SeparableConv(c_in, c_out, kernel) if separable else same_conv(c_in, c_out, kernel, False)
 
 
-@builds_cell("reciprocal_gated_convrnn")
 class ReciprocalGatedConvRNNCell(Cell):
     """The input term is ``(input_to_cell_conv(x), input_to_out_conv(x) or x)``, x = φ_in(drive)."""
 
@@ -386,7 +374,6 @@ class ReciprocalGatedConvRNNCell(Cell):
 # --------------------------------------------------------------------------- CORnet-S
 
 
-@builds_cell("cornet_s_block")
 class CORnetSBlockCell(Cell):
     """CORnet-S ``CORblock_S`` without ``conv_input`` (on the edge); parameter names and
     order match CORnet's, so ``V2.skip.weight`` etc. load one to one. With ``fuse_batchnorm``
@@ -435,7 +422,6 @@ class CORnetSBlockCell(Cell):
 # --------------------------------------------------------------------------- normalisation
 
 
-@builds_cell("divisive_norm")
 class DivisiveNormCell(Cell):
     """``R_t = R_{t-1} + (E - g ⊙ R_{t-1}) / (tau_steps · g)``, ``g = σ + pool(|E|)``."""
 

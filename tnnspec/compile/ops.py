@@ -15,7 +15,7 @@ from ..spec import ops as P
 from ..spec.components import pair
 from . import passes
 from .packing import Conv2d
-from .registry import OpContext, StepOp, builds_op
+from .registry import OpContext, StepOp
 
 
 # --------------------------------------------------------------------------- convolutions
@@ -47,7 +47,6 @@ class SamePadConv(Conv2d):
         return super().extra_repr() + f", same_pad(l,r,t,b)={self.pad}"
 
 
-@builds_op("conv")
 def build_conv(p: P.Conv, ctx: OpContext) -> nn.Module:
     c_in, c_out = ctx.in_shape[0], ctx.out_shape[0]
     kernel, stride = pair(p.kernel), pair(p.stride)
@@ -63,7 +62,6 @@ def build_conv(p: P.Conv, ctx: OpContext) -> nn.Module:
     return Conv2d(c_in, c_out, padding=padding, **common)
 
 
-@builds_op("conv_transpose")
 def build_conv_transpose(p: P.ConvTranspose, ctx: OpContext) -> nn.Module:
     return nn.ConvTranspose2d(ctx.in_shape[0], ctx.out_shape[0], kernel_size=pair(p.kernel),
                               stride=pair(p.stride), padding=pair(p.padding),
@@ -110,7 +108,6 @@ class MaxPool2d(nn.MaxPool2d):
         return super().forward(x)
 
 
-@builds_op("pool")
 def build_pool(p: P.Pool, ctx: OpContext) -> nn.Module:
     if p.kernel is None:
         return GlobalPool(p.type)
@@ -144,7 +141,6 @@ class Resample(nn.Module):
         return f"mode={self.mode}, {what}, align_corners={self.align_corners}"
 
 
-@builds_op("resample")
 def build_resample(p: P.Resample, ctx: OpContext) -> nn.Module:
     scale = p.scale_pair()
     size = None if scale is not None else (int(ctx.out_shape[1]), int(ctx.out_shape[2]))
@@ -163,7 +159,6 @@ class PerStepNorm(StepOp):
         return self.steps[min(step, len(self.steps) - 1)](x)
 
 
-@builds_op("norm")
 def build_norm(p: P.Norm, ctx: OpContext) -> nn.Module:
     shape = tuple(ctx.in_shape)
     c = shape[0]
@@ -183,58 +178,47 @@ def build_norm(p: P.Norm, ctx: OpContext) -> nn.Module:
     return nn.InstanceNorm2d(c, eps=p.eps, affine=p.affine)
 
 
-@builds_op("lrn")
 def build_lrn(p: P.LRN, ctx: OpContext) -> nn.Module:
     return nn.LocalResponseNorm(p.size, alpha=p.alpha, beta=p.beta, k=p.k)
 
 
 # --------------------------------------------------------------------------- activations
-@builds_op("relu")
 def build_relu(p: P.ReLU, ctx: OpContext) -> nn.Module:
     return nn.ReLU()
 
 
-@builds_op("relu6")
 def build_relu6(p: P.ReLU6, ctx: OpContext) -> nn.Module:
     return nn.ReLU6()
 
 
-@builds_op("elu")
 def build_elu(p: P.ELU, ctx: OpContext) -> nn.Module:
     return nn.ELU(alpha=p.alpha)
 
 
-@builds_op("gelu")
 def build_gelu(p: P.GELU, ctx: OpContext) -> nn.Module:
     return nn.GELU()
 
 
-@builds_op("leaky_relu")
 def build_leaky_relu(p: P.LeakyReLU, ctx: OpContext) -> nn.Module:
     return nn.LeakyReLU(negative_slope=p.slope)
 
 
-@builds_op("sigmoid")
 def build_sigmoid(p: P.Sigmoid, ctx: OpContext) -> nn.Module:
     return nn.Sigmoid()
 
 
-@builds_op("tanh")
 def build_tanh(p: P.Tanh, ctx: OpContext) -> nn.Module:
     return nn.Tanh()
 
 
-@builds_op("softplus")
 def build_softplus(p: P.Softplus, ctx: OpContext) -> nn.Module:
     return nn.Softplus()
 
 
-@builds_op("identity")
 def build_identity(p: P.Identity, ctx: OpContext) -> nn.Module:
     return nn.Identity()
 
 
-@builds_op("dropout")
 def build_dropout(p: P.Dropout, ctx: OpContext) -> nn.Module:
     return nn.Dropout(p.p)
 
@@ -255,7 +239,6 @@ class Scale(nn.Module):
         return f"factor={self.factor}, offset={self.offset}"
 
 
-@builds_op("scale")
 def build_scale(p: P.Scale, ctx: OpContext) -> nn.Module:
     return Scale(p.factor, p.offset)
 
@@ -274,12 +257,10 @@ class Power(nn.Module):
         return f"exponent={self.exponent}"
 
 
-@builds_op("power")
 def build_power(p: P.Power, ctx: OpContext) -> nn.Module:
     return Power(p.exponent)
 
 
-@builds_op("softmax")
 def build_softmax(p: P.Softmax, ctx: OpContext) -> nn.Module:
     return nn.Softmax(dim=1)
 
@@ -298,7 +279,6 @@ class ClippedLogSoftmax(nn.Module):
         return f"clip_min={self.clip_min}"
 
 
-@builds_op("log_softmax")
 def build_log_softmax(p: P.LogSoftmax, ctx: OpContext) -> nn.Module:
     if p.clip_min is None:
         return nn.LogSoftmax(dim=1)
@@ -306,11 +286,9 @@ def build_log_softmax(p: P.LogSoftmax, ctx: OpContext) -> nn.Module:
 
 
 # --------------------------------------------------------------------------- reshaping and dense
-@builds_op("flatten")
 def build_flatten(p: P.Flatten, ctx: OpContext) -> nn.Module:
     return nn.Flatten(start_dim=1)
 
 
-@builds_op("linear")
 def build_linear(p: P.Linear, ctx: OpContext) -> nn.Module:
     return nn.Linear(ctx.in_shape[0], ctx.out_shape[0], bias=p.bias)

@@ -1,20 +1,21 @@
 """Builders: the torch half of every registered op and cell.
 
-``@builds_op("conv")`` registers a function ``(params, ctx) -> nn.Module`` and
-``@builds_cell("gru")`` a :class:`Cell` subclass, keyed by the same names as the
-parameter models in :mod:`tnnspec.spec.components` (a test checks both registries
-have the same keys).
+A component is registered once, in :mod:`tnnspec.spec.components`, with its parameters model
+and its builder: an op's is a function ``(params, OpContext) -> nn.Module``, a cell's a
+:class:`Cell` subclass (or a function with its constructor's signature). Builders are named by
+import path there and imported here on first use; :data:`OP_BUILDERS` and
+:data:`CELL_BUILDERS` are read-only views ``{name: builder}`` of the registry.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from ..spec.components import CellParams, OpParams, Shape
+from ..spec.components import Builders, CellParams, Shape
 
 State = Any  # a Tensor, a tuple of Tensors, or None
 
@@ -74,25 +75,6 @@ class Cell(nn.Module):
         return state
 
 
-OP_BUILDERS: dict[str, Callable[[OpParams, OpContext], nn.Module]] = {}
-CELL_BUILDERS: dict[str, type[Cell]] = {}
-
-
-def builds_op(name: str):
-    def deco(fn):
-        if name in OP_BUILDERS:
-            raise ValueError(f"op builder '{name}' registered twice")
-        OP_BUILDERS[name] = fn
-        return fn
-
-    return deco
-
-
-def builds_cell(name: str):
-    def deco(cls: type[Cell]) -> type[Cell]:
-        if name in CELL_BUILDERS:
-            raise ValueError(f"cell builder '{name}' registered twice")
-        CELL_BUILDERS[name] = cls
-        return cls
-
-    return deco
+#: ``{name: builder}`` of every registered op / cell (imported on first access)
+OP_BUILDERS: Builders = Builders("op")
+CELL_BUILDERS: Builders = Builders("cell")

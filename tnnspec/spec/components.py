@@ -1,9 +1,20 @@
 """Registries of component *parameters*: the data half of every op and cell.
 
-Each op and cell is a pydantic model registered here by name. The spec stage only
-needs these models (they validate the file and make up the JSON Schema); the torch
-half lives in :mod:`tnnspec.compile` and is registered under the same name.
-This is the split Nengo makes between a ``Connection`` and its builder.
+Each op and cell is one registration: a pydantic parameters model (its equation in the
+docstring, each field described) and its torch builder, named by an import path
+(``"package.module:Attribute"``) that is imported only when a model is compiled, so that
+validating a file needs no torch. This is the split Nengo makes between a ``Connection``
+and its builder::
+
+    @register_cell("gru", builder="tnnspec.compile.cells:GRUCell")
+    class GRU(CellParams):
+        # docstring: the update equation (the docs page is generated from it)
+        type: Literal["gru"] = "gru"
+        kernel: int = Field(3, description="conv kernel size")
+
+Plugins register theirs the same way (see :mod:`tnnspec.plugins` and docs/spec.md, "Plugins").
+Validation, the JSON Schema, error suggestions and the generated docs follow the registry:
+:func:`tnnspec.spec.models.rebuild` rebuilds the models that hold cells and ops.
 
 Shape rules (``output_shape``) are plain integer arithmetic on per-sample shapes —
 ``(C, H, W)`` for maps, ``(F,)`` for vectors — so shapes are checked before any
@@ -12,8 +23,12 @@ torch code runs.
 
 from __future__ import annotations
 
+import importlib
+import re
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, Iterator, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -91,34 +106,190 @@ class CellParams(Params):
         return drive
 
 
+Kind = Literal["cell", "op"]
+#: a torch builder: ``"package.module:Attribute"`` (imported when first compiled) or the callable.
+#: A cell's builder is called ``builder(params, drive_shape, out_shape, steps)`` and returns a
+#: :class:`tnnspec.compile.registry.Cell`; an op's ``builder(params, OpContext)`` returns a module.
+Builder = str | Callable[..., Any]
+COMPONENT_NAME = r"^[a-z][a-z0-9_]*$"
+BUILDER_PATH = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
+BUILTIN = "tnnspec"
+
+
+class RegistrationError(ValueError):
+    """A cell or op cannot be registered (a name taken twice, a malformed model or builder)."""
+
+
+class BuilderError(ImportError):
+    """A registered builder cannot be imported; the message names the component and its package."""
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One registered component: its parameters model, its builder and where it comes from."""
+
+    kind: Kind
+    name: str
+    params: type[Params]
+    builder: Builder
+    #: the distribution that registered it: ``tnnspec`` for the built-ins, else the plugin package
+    origin: str
+
+
 OPS: dict[str, type[OpParams]] = {}
 CELLS: dict[str, type[CellParams]] = {}
+REGISTRY: dict[tuple[Kind, str], Registration] = {}
+_state = {"version": 0, "origin": None}
+_resolved: dict[tuple[Kind, str], Callable[..., Any]] = {}
 
 
-def register_op(name: str):
-    """Class decorator: register an op parameter model under ``name``."""
-
-    def deco(cls: type[OpParams]) -> type[OpParams]:
-        if name in OPS:
-            raise ValueError(f"op '{name}' registered twice")
-        cls.name = name
-        OPS[name] = cls
-        return cls
-
-    return deco
+def registry_version() -> int:
+    """Changes whenever a component is registered or removed (the models rebuild on a change)."""
+    return _state["version"]
 
 
-def register_cell(name: str):
-    """Class decorator: register a cell parameter model under ``name``."""
+def _table(kind: Kind) -> dict:
+    return CELLS if kind == "cell" else OPS
 
-    def deco(cls: type[CellParams]) -> type[CellParams]:
-        if name in CELLS:
-            raise ValueError(f"cell '{name}' registered twice")
-        cls.name = name
-        CELLS[name] = cls
-        return cls
 
-    return deco
+def register_cell(name: str, params: type[CellParams] | None = None, *, builder: Builder):
+    """Register a cell: its parameters model and its torch builder, in one call.
+
+    As a class decorator, ``@register_cell("gru", builder="tnnspec.compile.cells:GRUCell")``,
+    or a call, ``register_cell("gru", GRU, builder=...)``. The model subclasses
+    :class:`CellParams` and declares ``type: Literal[name] = name``; its docstring gives the
+    update equation (the docs page is generated from it) and each field a ``description``.
+    """
+    return _register_or_decorate("cell", name, params, builder)
+
+
+def register_op(name: str, params: type[OpParams] | None = None, *, builder: Builder):
+    """Register an op: its parameters model (a :class:`OpParams` subclass whose docstring gives the
+    equation) and its torch builder, ``builder(params, OpContext) -> nn.Module``; as
+    :func:`register_cell`."""
+    return _register_or_decorate("op", name, params, builder)
+
+
+def _register_or_decorate(kind: Kind, name: str, params, builder: Builder):
+    if params is not None:
+        return _register(kind, name, params, builder)
+    return lambda cls: _register(kind, name, cls, builder)
+
+
+def _register(kind: Kind, name: str, cls: type, builder: Builder) -> type:
+    base = CellParams if kind == "cell" else OpParams
+    what = f"{kind} '{name}'"
+    if not isinstance(name, str) or not re.match(COMPONENT_NAME, name):
+        raise RegistrationError(f"{kind} name {name!r}: use lower-case letters, digits and '_', "
+                                "starting with a letter")
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise RegistrationError(f"{what}: the parameters model must subclass "
+                                f"tnnspec.spec.components.{base.__name__}, got {cls!r}")
+    taken = REGISTRY.get((kind, name))
+    if taken is not None:
+        raise RegistrationError(f"{what} registered twice: already registered by "
+                                f"'{taken.origin}' ({taken.params.__module__}.{taken.params.__qualname__})")
+    models = sys.modules.get("tnnspec.spec.models")  # (absent while the built-ins register)
+    names = _schema_names(kind, cls)
+    clash = next((r for r in REGISTRY.values() if _schema_names(r.kind, r.params) & names), None)
+    if clash is not None or (models is not None and names & set(vars(models))):
+        raise RegistrationError(f"{what}: the class name '{cls.__name__}' is taken "
+                                f"{f'by {clash.kind} {clash.name!r}' if clash else 'in tnnspec.spec.models'} "
+                                "(the JSON Schema names its definitions after classes); rename the class")
+    if kind == "cell":
+        field = cls.model_fields.get("type")
+        if field is None or get_args(field.annotation) != (name,) or field.default != name:
+            raise RegistrationError(f"{what}: the model must declare  type: Literal[{name!r}] = {name!r}")
+    if isinstance(builder, str):
+        if not re.match(BUILDER_PATH, builder):
+            raise RegistrationError(f"{what}: builder {builder!r} is not an import path "
+                                    "'package.module:Attribute'")
+    elif not callable(builder):
+        raise RegistrationError(f"{what}: builder must be an import path 'package.module:Attribute' "
+                                f"or a callable, got {builder!r}")
+    origin = _state["origin"] or (BUILTIN if cls.__module__.split(".")[0] == BUILTIN
+                                  else cls.__module__.split(".")[0])
+    cls.name = name
+    _table(kind)[name] = cls
+    REGISTRY[(kind, name)] = Registration(kind, name, cls, builder, origin)
+    _state["version"] += 1
+    return cls
+
+
+def _schema_names(kind: Kind, cls: type) -> set[str]:
+    """The JSON Schema definitions a component adds (an op also has its entry model, ``<Class>Op``)."""
+    return {cls.__name__, cls.__name__ + "Op"} if kind == "op" else {cls.__name__}
+
+
+def unregister(kind: Kind, name: str) -> None:
+    """Remove a component (for tests that register temporary ones)."""
+    REGISTRY.pop((kind, name))
+    _table(kind).pop(name)
+    _resolved.pop((kind, name), None)
+    _state["version"] += 1
+
+
+class registering_as:
+    """Context: components registered inside it are recorded as coming from ``origin`` (the
+    plugin loader sets the distribution name)."""
+
+    def __init__(self, origin: str):
+        self.origin = origin
+
+    def __enter__(self):
+        self.saved, _state["origin"] = _state["origin"], self.origin
+
+    def __exit__(self, *exc):
+        _state["origin"] = self.saved
+
+
+def origin(kind: Kind, name: str) -> str:
+    """The distribution that registered a component (``tnnspec`` for the built-ins)."""
+    return REGISTRY[(kind, name)].origin
+
+
+def builder(kind: Kind, name: str) -> Callable[..., Any]:
+    """The torch builder of a registered component, imported on first use (raises
+    :class:`BuilderError` naming the component and its package when it cannot be)."""
+    found = _resolved.get((kind, name))
+    if found is not None:
+        return found
+    reg = REGISTRY[(kind, name)]
+    target = reg.builder
+    if isinstance(target, str):
+        module, _, attr = target.partition(":")
+        try:
+            target = importlib.import_module(module)
+            for part in attr.split("."):
+                target = getattr(target, part)
+        except Exception as exc:
+            source = "tnnspec" if reg.origin == BUILTIN else f"plugin package '{reg.origin}'"
+            raise BuilderError(f"{kind} '{name}' (from {source}): cannot import its builder "
+                               f"'{reg.builder}': {type(exc).__name__}: {exc}") from exc
+    _resolved[(kind, name)] = target
+    return target
+
+
+class Builders(Mapping):
+    """``{name: builder}`` of one kind, read-only; builders are imported on first access."""
+
+    def __init__(self, kind: Kind):
+        self.kind = kind
+
+    def __getitem__(self, name: str) -> Callable[..., Any]:
+        if (self.kind, name) not in REGISTRY:
+            from ..plugins import load_plugins
+
+            load_plugins()  # a spec made without loading (e.g. unpickled) may use a plugin's component
+            if (self.kind, name) not in REGISTRY:
+                raise KeyError(name)
+        return builder(self.kind, name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(_table(self.kind)))
+
+    def __len__(self) -> int:
+        return len(_table(self.kind))
 
 
 def pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:

@@ -58,7 +58,7 @@ def _shape_str(shape: Shape) -> str:
 
 
 # --------------------------------------------------------------------------- convolutions
-@register_op("conv")
+@register_op("conv", builder="tnnspec.compile.ops:build_conv")
 class Conv(OpParams):
     """2-D convolution ``y = W ∗ x + b``.
 
@@ -106,7 +106,7 @@ class Conv(OpParams):
         return (out_c, oh, ow)
 
 
-@register_op("conv_transpose")
+@register_op("conv_transpose", builder="tnnspec.compile.ops:build_conv_transpose")
 class ConvTranspose(OpParams):
     """Transposed 2-D convolution (the gradient of a conv w.r.t. its input), ``y = Wᵀ ⋆ x + b``.
 
@@ -142,7 +142,7 @@ class ConvTranspose(OpParams):
 
 
 # --------------------------------------------------------------------------- pooling and resizing
-@register_op("pool")
+@register_op("pool", builder="tnnspec.compile.ops:build_pool")
 class Pool(OpParams):
     """Max or average pooling over ``kernel`` windows of each channel.
 
@@ -187,7 +187,7 @@ class Pool(OpParams):
         return (c, oh, ow)
 
 
-@register_op("resample")
+@register_op("resample", builder="tnnspec.compile.ops:build_resample")
 class Resample(OpParams):
     """Resize each channel by interpolation: ``y = interp(x)`` to ``size``, or by
     ``scale_factor`` (``out = floor(in * scale)``), or, with neither, to the target area's
@@ -234,7 +234,7 @@ class Resample(OpParams):
 
 
 # --------------------------------------------------------------------------- normalisation
-@register_op("norm")
+@register_op("norm", builder="tnnspec.compile.ops:build_norm")
 class Norm(OpParams):
     """Normalisation ``y = (x - mean) / sqrt(var + eps) * gamma + beta`` (biased variance).
 
@@ -284,7 +284,7 @@ class Norm(OpParams):
         return shape
 
 
-@register_op("lrn")
+@register_op("lrn", builder="tnnspec.compile.ops:build_lrn")
 class LRN(OpParams):
     """Local response normalisation across channels (AlexNet; as ``torch.nn.LocalResponseNorm``):
     ``y_c = x_c / (k + alpha / size * sum_{c' = c - size//2}^{c + (size-1)//2} x_{c'}^2) ^ beta``,
@@ -310,17 +310,17 @@ class _Elementwise(OpParams):
         return shape
 
 
-@register_op("relu")
+@register_op("relu", builder="tnnspec.compile.ops:build_relu")
 class ReLU(_Elementwise):
     """Rectified linear unit ``y = max(x, 0)``."""
 
 
-@register_op("relu6")
+@register_op("relu6", builder="tnnspec.compile.ops:build_relu6")
 class ReLU6(_Elementwise):
     """``y = min(max(x, 0), 6)``."""
 
 
-@register_op("elu")
+@register_op("elu", builder="tnnspec.compile.ops:build_elu")
 class ELU(_Elementwise):
     """Exponential linear unit ``y = x if x > 0 else alpha * (exp(x) - 1)``."""
 
@@ -328,12 +328,12 @@ class ELU(_Elementwise):
     alpha: float = Field(1.0, description="value approached for very negative x is -alpha")
 
 
-@register_op("gelu")
+@register_op("gelu", builder="tnnspec.compile.ops:build_gelu")
 class GELU(_Elementwise):
     """Gaussian error linear unit ``y = x * Phi(x)`` (``Phi``: the standard normal CDF; exact erf form)."""
 
 
-@register_op("leaky_relu")
+@register_op("leaky_relu", builder="tnnspec.compile.ops:build_leaky_relu")
 class LeakyReLU(_Elementwise):
     """``y = x if x >= 0 else slope * x``."""
 
@@ -341,27 +341,27 @@ class LeakyReLU(_Elementwise):
     slope: float = Field(0.01, description="slope for negative inputs")
 
 
-@register_op("sigmoid")
+@register_op("sigmoid", builder="tnnspec.compile.ops:build_sigmoid")
 class Sigmoid(_Elementwise):
     """Logistic function ``y = 1 / (1 + exp(-x))``."""
 
 
-@register_op("tanh")
+@register_op("tanh", builder="tnnspec.compile.ops:build_tanh")
 class Tanh(_Elementwise):
     """Hyperbolic tangent ``y = tanh(x)``."""
 
 
-@register_op("softplus")
+@register_op("softplus", builder="tnnspec.compile.ops:build_softplus")
 class Softplus(_Elementwise):
     """``y = log(1 + exp(x))`` (linear for x > 20, as torch)."""
 
 
-@register_op("identity")
+@register_op("identity", builder="tnnspec.compile.ops:build_identity")
 class Identity(_Elementwise):
     """``y = x``."""
 
 
-@register_op("dropout")
+@register_op("dropout", builder="tnnspec.compile.ops:build_dropout")
 class Dropout(_Elementwise):
     """Dropout: in training ``y = x * m / (1 - p)`` with ``m ~ Bernoulli(1 - p)`` per element
     (a fresh mask per call); in evaluation ``y = x``."""
@@ -371,7 +371,7 @@ class Dropout(_Elementwise):
     p: float = Field(0.5, ge=0, lt=1, description="probability of zeroing each element")
 
 
-@register_op("scale")
+@register_op("scale", builder="tnnspec.compile.ops:build_scale")
 class Scale(_Elementwise):
     """Constant affine map ``y = factor * x + offset`` (e.g. ``2 * sigmoid(x)`` gating)."""
 
@@ -380,7 +380,7 @@ class Scale(_Elementwise):
     offset: float = Field(0.0, description="constant added after multiplying")
 
 
-@register_op("power")
+@register_op("power", builder="tnnspec.compile.ops:build_power")
 class Power(_Elementwise):
     """Elementwise magnitude power ``y = |x| ^ exponent`` (e.g. energy for normalisation pools)."""
 
@@ -388,12 +388,12 @@ class Power(_Elementwise):
     exponent: float = Field(2.0, gt=0, description="exponent applied to |x|")
 
 
-@register_op("softmax")
+@register_op("softmax", builder="tnnspec.compile.ops:build_softmax")
 class Softmax(_Elementwise):
     """``y_i = exp(x_i) / sum_j exp(x_j)`` over the channel / feature dimension."""
 
 
-@register_op("log_softmax")
+@register_op("log_softmax", builder="tnnspec.compile.ops:build_log_softmax")
 class LogSoftmax(_Elementwise):
     """``y = log(softmax(x))`` over the channel / feature dimension; with ``clip_min``
     ``y = log(clamp(softmax(x), clip_min, 1))`` (bounded below by ``log(clip_min)``, as BLT's readout)."""
@@ -404,7 +404,7 @@ class LogSoftmax(_Elementwise):
 
 
 # --------------------------------------------------------------------------- reshaping and dense
-@register_op("flatten")
+@register_op("flatten", builder="tnnspec.compile.ops:build_flatten")
 class Flatten(OpParams):
     """Flatten each sample into a vector: ``(C, H, W) -> (C * H * W,)`` (row-major, as torch)."""
 
@@ -412,7 +412,7 @@ class Flatten(OpParams):
         return (math.prod(shape),)
 
 
-@register_op("linear")
+@register_op("linear", builder="tnnspec.compile.ops:build_linear")
 class Linear(OpParams):
     """Fully connected layer ``y = W x + b`` on a vector ``(F,) -> (features,)``."""
 

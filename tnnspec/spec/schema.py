@@ -15,12 +15,16 @@ from typing import Any
 from .components import CELLS, OPS
 from .models import OP_ENTRIES, Spec
 
-SCHEMA_ID = "https://tnnspec.dev/schemas/tnnspec-1.0.schema.json"
+SCHEMA_ID = "https://tnnspec.dev/schemas/tnnspec-1.1.schema.json"
 PARAM_REF = {"type": "string", "pattern": r"^\$[A-Za-z_][A-Za-z0-9_]*$",
              "description": "a reference to a value in `parameters`"}
 
 
 def json_schema() -> dict[str, Any]:
+    """The schema of every registered cell and op, the installed plugins' included."""
+    from ..plugins import load_plugins
+
+    load_plugins()
     schema = Spec.model_json_schema(mode="validation")
     text = json.dumps(schema).replace("#/$defs/", "#/definitions/")
     schema = json.loads(text)
@@ -33,7 +37,7 @@ def json_schema() -> dict[str, Any]:
     _name_shorthands(schema)
     _preprocessing_keys(schema, defs)
     return {"$schema": "http://json-schema.org/draft-07/schema#", "$id": SCHEMA_ID,
-            **schema, "title": "tnnspec 1.0 brain-area graph"}
+            **schema, "title": "tnnspec 1.1 brain-area graph"}
 
 
 def _walk(node: Any, fn) -> None:
