@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup test test-all demo fit-demo schema clean
+.PHONY: setup test test-all demo fit-demo schema docs clean
 
 setup: $(STAMP)
 
@@ -31,8 +31,12 @@ demo: setup
 fit-demo: setup
 	$(BIN)/python tools/fit_demo.py --out out/fit-demo
 
+# the committed schema and docs describe the built-in cells and ops, whatever plugins are installed
 schema: setup
-	$(BIN)/tnnspec schema -o schemas/tnnspec.schema.json
+	TNNSPEC_DISABLE_PLUGINS=1 $(BIN)/tnnspec schema -o schemas/tnnspec.schema.json
+
+docs: setup
+	TNNSPEC_DISABLE_PLUGINS=1 $(BIN)/tnnspec docs --only tnnspec --update docs/spec.md docs/cells.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -148,7 +148,7 @@ def specs(draw, max_areas: int = 5) -> dict:
     names = [f"A{i}" for i in range(n)]
     size = draw(st.integers(3, 6))
     c_in = draw(st.integers(1, 3))
-    spec: dict = {"tnnspec": "1.0", "name": "diff"}
+    spec: dict = {"tnnspec": "1.1", "name": "diff"}
 
     # ---- areas: cell, combine, ops; drive channels are fixed once the driving edges are drawn
     areas: dict = {}
@@ -294,11 +294,11 @@ def specs(draw, max_areas: int = 5) -> dict:
     schedule = draw(st.sampled_from(["static", "on_off", "sequence"]))
     image: dict = {"shape": [c_in, size, size]}
     if schedule == "on_off":
-        on = draw(st.integers(0, 1))
-        sched = {"type": "on_off", "on": on, "blank": draw(st.sampled_from([0.0, 0.5]))}
-        off = draw(st.one_of(st.none(), st.integers(on + 1, on + 3)))
-        if off is not None:
-            sched["off"] = off
+        start = draw(st.integers(0, 1))
+        sched = {"type": "on_off", "start": start, "blank": draw(st.sampled_from([0.0, 0.5]))}
+        stop = draw(st.one_of(st.none(), st.integers(start + 1, start + 3)))
+        if stop is not None:
+            sched["stop"] = stop
         image["schedule"] = sched
     elif schedule == "sequence":
         image["schedule"] = "sequence"

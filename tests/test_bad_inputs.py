@@ -52,7 +52,7 @@ EXPECTED: dict[str, list[str | re.Pattern]] = {
     # ------------------------------------------------------------------ YAML / file level
     "yaml_syntax_error.yaml": ["yaml_syntax_error.yaml:7:6: error: YAML syntax error: expected ',' or ']', but got ':'"],
     "tab_indentation.yaml": ["tab_indentation.yaml:6:1: error: tab character: YAML indents with spaces, never tabs"],
-    "empty.yaml": ["empty.yaml:1:1: error: file is empty: a tnnspec file is a mapping that starts with 'tnnspec: \"1.0\"'"],
+    "empty.yaml": ["empty.yaml:1:1: error: file is empty: a tnnspec file is a mapping that starts with 'tnnspec: \"1.1\"'"],
     "top_level_list.yaml": [f"top_level_list.yaml:1:1: error: {TOP_LEVEL} a list"],
     "top_level_scalar.yaml": [f"top_level_scalar.yaml:1:1: error: {TOP_LEVEL} a str value"],
     "python_tag.yaml": [f"python_tag.yaml:3:7: error: YAML tag '!!python/object/apply:os.system' {PLAIN_DATA}"],
@@ -70,9 +70,9 @@ EXPECTED: dict[str, list[str | re.Pattern]] = {
         'deeply_nested.yaml:4:78: error: nesting deeper than 64 levels; a tnnspec file is never nested this deeply'],
     # ------------------------------------------------------------------ version
     "unsupported_version.yaml": ["unsupported_version.yaml:2:10: error: tnnspec: format version '2.0' is not "
-                                 "supported; supported: 1.0"],
+                                 "supported; supported: 1.0, 1.1"],
     "missing_version.yaml": ["missing_version.yaml:2:1: error: missing 'tnnspec' format version at the top, "
-                             "e.g. tnnspec: \"1.0\""],
+                             "e.g. tnnspec: \"1.1\""],
     # ------------------------------------------------------------------ structure: keys, types, ranges
     "unknown_top_level_key.yaml": ["unknown_top_level_key.yaml:23:1: error: (top level): unknown key 'readout' "
                                    "(did you mean 'readouts'?)"],
@@ -109,7 +109,7 @@ EXPECTED: dict[str, list[str | re.Pattern]] = {
                            "'instance' or 'layer', got 'batchnorm' (did you mean 'batch'?)"],
     "delay_and_delay_ms.yaml": ["delay_and_delay_ms.yaml:19:5: error: edges[1]: give either 'delay' (steps) or "
                                 "'delay_ms', not both"],
-    "on_off_order.yaml": ["on_off_order.yaml:7:15: error: inputs.image.schedule: 'off' (2) must be after 'on' (3)"],
+    "on_off_order.yaml": ["on_off_order.yaml:7:15: error: inputs.image.schedule: 'stop' (2) must be after 'start' (3)"],
     "norm_pool_even.yaml": ["norm_pool_even.yaml:27:11: error: edges[2].pool: pool kernel must be odd, got 2"],
     'leaky_tau_below_dt.yaml': [
         'leaky_tau_below_dt.yaml:13:11: error: areas.V2.cell: leaky cell: dt_ms (10.0) must not exceed tau_ms (2.0); dt/tau > 1 overshoots (dt_ms 10 from time.dt_ms)'],

@@ -11,7 +11,7 @@ import tnnspec
 from tnnspec.compile.bisection import bisection_points
 
 SPEC = """
-tnnspec: "1.0"
+tnnspec: "1.1"
 name: bisect
 time: {{steps: 9, default_delay: sweep}}
 inputs: {{x: {{shape: [2, 8, 8], schedule: {schedule}}}}}
@@ -26,7 +26,7 @@ edges:
   - {{type: lateral, source: T, target: T, transform: [{{conv: {{kernel: 3}}}}]}}
   - {{type: feedback, source: T, target: R, transform: [{{conv: {{kernel: 1}}}}]}}
 readouts:
-  y: {{source: T, head: [{{pool: avg}}, {{linear: 3}}]}}
+  pred: {{source: T, head: [{{pool: avg}}, {{linear: 3}}]}}
   total: {{source: T, cumulative: true, head: [{{pool: avg}}, {{linear: 2}}]}}
 """
 
@@ -40,7 +40,7 @@ def _pair(schedule="static", ops="", **options):
 
 
 def _loss(run):
-    return run.readouts["y"].square().sum() + run.readouts["total"].sum() + run.areas["R"].pow(3).sum()
+    return run.readouts["pred"].square().sum() + run.readouts["total"].sum() + run.areas["R"].pow(3).sum()
 
 
 def _close(a, b, name):
@@ -56,7 +56,7 @@ def test_bisection_points_halve_the_remaining_distance():
         assert len(bisection_points(0, end)) == math.ceil(math.log2(end + 1))
 
 
-@pytest.mark.parametrize("schedule", ["static", "sequence", "{type: on_off, on: 1, off: 5}"])
+@pytest.mark.parametrize("schedule", ["static", "sequence", "{type: on_off, start: 1, stop: 5}"])
 def test_parameter_and_input_gradients_equal_the_plain_run(schedule):
     torch.manual_seed(0)
     plain, bisected = _pair(schedule)
@@ -68,7 +68,7 @@ def test_parameter_and_input_gradients_equal_the_plain_run(schedule):
         _loss(run).backward()
         grads.append((run, xi.grad, {n: p.grad for n, p in net.named_parameters()}))
     (ra, xa, pa), (rb, xb, pb) = grads
-    assert torch.equal(ra.readouts["y"], rb.readouts["y"]) and torch.equal(ra.areas["R"], rb.areas["R"])
+    assert torch.equal(ra.readouts["pred"], rb.readouts["pred"]) and torch.equal(ra.areas["R"], rb.areas["R"])
     _close(xb, xa, "input")
     for name, g in pa.items():
         assert (g is None) == (pb[name] is None), name
@@ -97,7 +97,7 @@ def test_dropout_masks_are_replayed_in_the_recomputation():
         torch.manual_seed(7)
         run = net(x, record=("R",))
         _loss(run).backward()
-        outs.append(run.readouts["y"])
+        outs.append(run.readouts["pred"])
         after = torch.rand(3)  # the generator continues where the forward pass left it
         outs.append(after)
     assert torch.equal(outs[0], outs[2]) and torch.equal(outs[1], outs[3])

@@ -85,7 +85,7 @@ def test_edge_terms_of_unchanged_inputs_are_computed_once_per_change(ventral):
     hoisted.edges["image__V1"].conv.register_forward_hook(lambda m, i, o: seen.append(i[0].clone()))
     x = hoisted.example_inputs(2)
     a, b = hoisted(x, steps=6, record=tuple(ventral.areas)), plain(x, steps=6, record=tuple(ventral.areas))
-    assert len(seen) == 2  # the image at t=0 and the blank at t=4 (on_off, off: 4)
+    assert len(seen) == 2  # the image at t=0 and the blank at t=4 (on_off, stop: 4)
     assert torch.equal(seen[0], x) and torch.equal(seen[1], torch.zeros_like(x))
     for name in ventral.areas:
         assert torch.equal(a.areas[name], b.areas[name]), name
@@ -94,7 +94,7 @@ def test_edge_terms_of_unchanged_inputs_are_computed_once_per_change(ventral):
 
 
 SMALL = """
-tnnspec: "1.0"
+tnnspec: "1.1"
 name: small
 time: {{steps: 3, default_delay: sweep}}
 inputs:
@@ -147,18 +147,18 @@ def test_combine_attention_and_normalization_match_hand_unrolled(combine):
 
 def test_concat_combine_stacks_channels_in_edge_order():
     text = """
-tnnspec: "1.0"
+tnnspec: "1.1"
 name: cat
 time: {steps: 1}
-inputs: {x: {shape: [1, 2, 2]}, y: {shape: [2, 2, 2]}}
+inputs: {x: {shape: [1, 2, 2]}, z: {shape: [2, 2, 2]}}
 areas: {A: {level: 1, channels: 3, combine: concat}}
 edges:
-  - {type: feedforward, source: y, target: A, delay: 0}
+  - {type: feedforward, source: z, target: A, delay: 0}
   - {type: feedforward, source: x, target: A, delay: 0}
 """
     net = tnnspec.compile(tnnspec.loads(text))
     x, y = torch.randn(2, 1, 2, 2), torch.randn(2, 2, 2, 2)
-    out = net({"x": x, "y": y}, record=("A",)).areas["A"][0]
+    out = net({"x": x, "z": y}, record=("A",)).areas["A"][0]
     assert torch.equal(out, torch.cat([y, x], 1))
 
 
@@ -167,7 +167,7 @@ def test_concat_drive_counts_the_areas_own_lateral_edge():
     first inferred; the drive must still stack both edges (it was 4 channels, and the cell's
     input conv failed at run time)."""
     text = """
-tnnspec: "1.0"
+tnnspec: "1.1"
 name: cat_loop
 time: {steps: 3}
 inputs: {x: {shape: [3, 6, 6]}}
@@ -284,7 +284,7 @@ def test_unroll_loop_compiles_to_one_graph_without_breaks(ventral):
 
 
 STEM = """
-tnnspec: "1.0"
+tnnspec: "1.1"
 name: stem
 time: {{steps: 6, default_delay: sweep}}
 inputs: {{x: {{shape: [2, 8, 8], schedule: {schedule}}}}}
@@ -298,11 +298,11 @@ edges:
   - {{type: feedforward, source: S1, target: S2, delay: 1, transform: [{{conv: {{kernel: 3}}}}]}}
   - {{type: feedforward, source: S2, target: R, transform: [{{conv: {{kernel: 1}}}}]}}
   - {{type: feedforward, source: R, target: T, transform: [{{conv: {{kernel: 1}}}}]}}
-readouts: {{y: {{source: T, head: [{{pool: avg}}, {{linear: 3}}]}}}}
+readouts: {{pred: {{source: T, head: [{{pool: avg}}, {{linear: 3}}]}}}}
 """
 
 
-@pytest.mark.parametrize("schedule", ["static", "{type: on_off, on: 0, off: 3}", "sequence"])
+@pytest.mark.parametrize("schedule", ["static", "{type: on_off, start: 0, stop: 3}", "sequence"])
 def test_time_invariant_hoisting_is_exact(schedule):
     spec = tnnspec.loads(STEM.format(schedule=schedule))
     hoisted, plain = tnnspec.compile(spec), tnnspec.compile(spec, optimize=NO_HOIST)
@@ -316,7 +316,7 @@ def test_time_invariant_hoisting_is_exact(schedule):
     b = plain(x, record=tuple(spec.areas))
     for name in spec.areas:
         assert torch.equal(a.areas[name], b.areas[name]), name
-    assert torch.equal(a.readouts["y"], b.readouts["y"])
+    assert torch.equal(a.readouts["pred"], b.readouts["pred"])
     reused = {(t, s.area) for t, step in enumerate(hoisted.plan.schedule) for s in step if s.reuse}
     drive_reused = {t for t, step in enumerate(hoisted.plan.schedule) for s in step if s.drive_reuse}
     assert input_convs["plain"] == 5  # R computes from its arrival at t = 1
@@ -365,9 +365,9 @@ def test_a_recurring_drive_reuses_the_cells_input_term_exactly(cell):
     x = hoisted.example_inputs(2)
     a, b = hoisted(x, record=("R",)), plain(x, record=("R",))
     assert calls == {"hoisted": 1, "plain": 5}  # R computes at t = 1..5; its drive recurs from t = 2
-    assert torch.equal(a.areas["R"], b.areas["R"]) and torch.equal(a.readouts["y"], b.readouts["y"])
-    a.readouts["y"].square().sum().backward()
-    b.readouts["y"].square().sum().backward()
+    assert torch.equal(a.areas["R"], b.areas["R"]) and torch.equal(a.readouts["pred"], b.readouts["pred"])
+    a.readouts["pred"].square().sum().backward()
+    b.readouts["pred"].square().sum().backward()
     for (name, p), q in zip(hoisted.named_parameters(), plain.parameters()):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=name)
 
@@ -383,7 +383,7 @@ def test_kept_input_terms_trace_to_one_graph():
     with torch.no_grad():
         explanation = torch._dynamo.explain(net)(x)
         assert explanation.graph_break_count == 0 and explanation.graph_count == 1
-        torch.testing.assert_close(torch.compile(net)(x).readouts["y"], net(x).readouts["y"])
+        torch.testing.assert_close(torch.compile(net)(x).readouts["pred"], net(x).readouts["pred"])
 
 
 @pytest.mark.parametrize("schedule", ["static", "sequence"])
@@ -391,9 +391,9 @@ def test_readout_steps_prune_the_plan_exactly(schedule):
     spec = tnnspec.loads(STEM.format(schedule=schedule))  # includes a GRU: state keeps history alive
     net = tnnspec.compile(spec)
     x = net.example_inputs(2)
-    full = net(x).readouts["y"]
-    last = net(x, readout_steps="last").readouts["y"]
-    some = net(x, readout_steps=[1, 3]).readouts["y"]
+    full = net(x).readouts["pred"]
+    last = net(x, readout_steps="last").readouts["pred"]
+    some = net(x, readout_steps=[1, 3]).readouts["pred"]
     assert last.shape[0] == 1 and torch.allclose(last[0], full[-1], atol=1e-6)
     assert torch.allclose(some, full[[1, 3]], atol=1e-6)
     with pytest.raises(ValueError, match="outside"):
@@ -402,7 +402,7 @@ def test_readout_steps_prune_the_plan_exactly(schedule):
 
 def test_readout_last_skips_updates_that_cannot_reach_it():
     text = """
-tnnspec: "1.0"
+tnnspec: "1.1"
 name: chain
 time: {steps: 5, default_delay: biological}
 inputs: {x: {shape: [2, 6, 6]}}
@@ -415,11 +415,11 @@ edges:
   - {type: feedforward, source: A, target: B, transform: [conv]}
   - {type: feedforward, source: B, target: C, transform: [conv]}
   - {type: lateral, source: C, target: C, transform: [conv]}
-readouts: {y: {source: C, head: [{pool: avg}, {linear: 3}]}}
+readouts: {pred: {source: C, head: [{pool: avg}, {linear: 3}]}}
 """
     net = tnnspec.compile(tnnspec.loads(text))
     x = net.example_inputs(2)
-    full = net(x).readouts["y"]
+    full = net(x).readouts["pred"]
     pruned = net.call_plan(readout_steps="last")
     assert net.call_plan(readout_steps=[4]) is pruned and pruned.emit == (4,) and pruned.passes[-1] == "prune"
     count = lambda plan: sum(len(step) for step in plan.schedule)  # noqa: E731
@@ -427,7 +427,7 @@ readouts: {y: {source: C, head: [{pool: avg}, {linear: 3}]}}
     assert pruned.pruned == {("A", 3), ("A", 4), ("B", 4)}
     assert {(s.area, t) for t, step in enumerate(pruned.schedule) for s in step} >= {("C", t) for t in range(5)}
     assert [s.area for s in pruned.schedule[3]] == ["B", "C"] and [s.area for s in pruned.schedule[4]] == ["C"]
-    assert torch.allclose(net(x, readout_steps="last").readouts["y"][0], full[-1], atol=1e-6)
+    assert torch.allclose(net(x, readout_steps="last").readouts["pred"][0], full[-1], atol=1e-6)
 
 
 @pytest.mark.parametrize("options", [{}, {"tbptt": 2}, {"checkpoint": True}, {"tbptt": 3, "checkpoint": True},
@@ -449,7 +449,7 @@ def test_hoisting_keeps_outputs_and_gradients_with_tbptt_and_checkpointing(optio
     x = hoisted.example_inputs(2)
     runs = []
     for net in (hoisted, plain):
-        out = net(x).readouts["y"]
+        out = net(x).readouts["pred"]
         out.square().sum().backward()
         runs.append((out.detach(), {n: p.grad.clone() for n, p in net.named_parameters()}))
     assert torch.equal(runs[0][0], runs[1][0])

@@ -825,7 +825,7 @@ def test_passes_match_the_plain_interpreter_across_changes_slow(case, one_thread
 # ------------------------------------------------------------------------------------ explicit cases
 
 CONSTANT_EDGE = """
-tnnspec: "1.0"
+tnnspec: "1.1"
 name: constant_edge
 time: {steps: 5}
 inputs: {x: {shape: [2, 4, 4]}}
@@ -912,7 +912,7 @@ def test_convrnn_shallow_gru_edge_weights_between_calls(one_thread):
 
 
 PER_STEP_NORM = """
-tnnspec: "1.0"
+tnnspec: "1.1"
 name: per_step_norm
 time: {steps: 3}
 inputs: {x: {shape: [2, 4, 4]}}
@@ -964,7 +964,7 @@ def _path_index(spec, path: str) -> int:
 
 
 BATCH_NORMS = """
-tnnspec: "1.0"
+tnnspec: "1.1"
 name: batch_norms
 time: {steps: 3}
 inputs: {x: {shape: [2, 4, 4]}}
@@ -1043,7 +1043,7 @@ def test_a_lesion_per_call_equals_the_lesion_written_in_the_file(case, seed, one
 
 
 ONE_AREA = """
-tnnspec: "1.0"
+tnnspec: "1.1"
 name: one_area
 time: {steps: 2}
 inputs: {x: {shape: [1, 4, 4]}}
@@ -1056,10 +1056,10 @@ readouts:
 """
 
 ZERO_DRIVE_FEEDBACK = """
-tnnspec: "1.0"
+tnnspec: "1.1"
 name: zero_drive_feedback
 time: {steps: 6, default_delay: {feedforward: 1}}
-inputs: {image: {shape: [2, 5, 5], schedule: {type: on_off, on: 1, blank: 0.5}}}
+inputs: {image: {shape: [2, 5, 5], schedule: {type: on_off, start: 1, blank: 0.5}}}
 areas:
   A0: {level: 1, channels: 2, before_arrival: zero_drive}
   A1: {level: 2, channels: 2}
@@ -1086,7 +1086,7 @@ def test_readout_steps_skip_updates_without_breaking_later_ones(text_, readout_s
 
 
 CORNET_BLOCK = """
-tnnspec: "1.0"
+tnnspec: "1.1"
 name: cornet_block
 time: {steps: 2}
 inputs: {x: {shape: [2, 6, 6]}}

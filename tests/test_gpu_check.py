@@ -21,17 +21,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = str(ROOT / "tools" / "gpu_check.py")
 
 CONSTANTS = """
-tnnspec: "1.0"
+tnnspec: "1.1"
 name: constants
 time: {steps: 5, default_delay: sweep}
-inputs: {x: {shape: [3, 8, 8], schedule: {type: on_off, on: 2}}}
+inputs: {x: {shape: [3, 8, 8], schedule: {type: on_off, start: 2}}}
 areas:
   A: {level: 1, channels: 4, ops: [relu]}
   B: {level: 2, channels: 4, cell: {type: gru, kernel: 3}}
 edges:
   - {type: feedforward, source: x, target: A, transform: [{conv: {kernel: 3}}]}
   - {type: feedforward, source: A, target: B, transform: [{conv: {kernel: 3}}]}
-readouts: {y: {source: B, head: [{pool: avg}, {linear: 3}]}}
+readouts: {pred: {source: B, head: [{pool: avg}, {linear: 3}]}}
 """
 
 

@@ -36,7 +36,7 @@ edges:
   - {type: feedforward, source: A, target: R, transform: [{conv: {kernel: 2, padding: same}}]}
   - {type: feedforward, source: R, target: S, transform: [{conv: 6}]}
   - {type: feedback, source: S, target: A, transform: [{resample: bilinear}, {conv: 8}]}
-readouts: {y: {source: S, head: [{pool: avg}, {linear: 3}]}}
+readouts: {pred: {source: S, head: [{pool: avg}, {linear: 3}]}}
 """
 
 
@@ -142,7 +142,7 @@ def test_outputs_equal_the_plain_run_and_weights_are_packed_once(mode, source, p
     plain, packed = _pair(spec, mode)
     x = plain.example_inputs(3)
     record = tuple(spec.areas)
-    readout = "y" if source == "mixed" else "logits"
+    readout = "pred" if source == "mixed" else "logits"
     with torch.inference_mode():
         a, b = plain(x, record=record), packed(x, record=record)
         made = len(packs)

@@ -16,10 +16,10 @@ import torch
 import tnnspec
 
 SPEC = """
-tnnspec: "1.0"
+tnnspec: "1.1"
 name: constants_with_buffers
 time: {steps: 6, default_delay: biological}
-inputs: {x: {shape: [3, 16, 16], schedule: {type: on_off, on: 1, off: 4}}}
+inputs: {x: {shape: [3, 16, 16], schedule: {type: on_off, start: 1, stop: 4}}}
 areas:
   A: {level: 1, channels: 8, before_arrival: zero_drive, ops: [{conv: {kernel: 1}}, {norm: {type: batch}}, relu]}
   B: {level: 2, channels: 8, before_arrival: zero_drive, cell: {type: gru, kernel: 3},
@@ -32,7 +32,7 @@ edges:
   - {type: lateral, source: C, target: C, transform: [{conv: {kernel: 1}}]}
   - {type: feedback, source: C, target: A, transform: [{conv: {kernel: 1}}]}
 readouts:
-  y: {source: C, head: [{pool: avg}, {linear: 3}]}
+  pred: {source: C, head: [{pool: avg}, {linear: 3}]}
   total: {source: B, cumulative: true, head: [{pool: avg}, {linear: 2}]}
 """
 SPECS = {"zero_drive": SPEC, "stand_ins": SPEC.replace("zero_drive", "zero_input")}  # stand_ins: tnn's t = 0

@@ -102,7 +102,7 @@ def specs(draw, for_compile: bool = False, before_arrival: bool = False) -> dict
         for target in draw(st.lists(st.sampled_from(names[:j]), max_size=1)):
             add("feedback", names[j], target, draw(st.integers(1, 3)))
 
-    spec: dict = {"tnnspec": "1.0", "name": draw(st.sampled_from(["rand", "net-1", "a_b"]))}
+    spec: dict = {"tnnspec": "1.1", "name": draw(st.sampled_from(["rand", "net-1", "a_b"]))}
     time: dict = {}
     default = draw(st.sampled_from([None, "biological", "sweep", 0, 1, 2, {"feedforward": 1, "skip": 0}]))
     if default is not None:
@@ -114,7 +114,7 @@ def specs(draw, for_compile: bool = False, before_arrival: bool = False) -> dict
     if time:
         spec["time"] = time
     schedule = "static" if for_compile else draw(st.sampled_from(
-        ["static", {"type": "on_off", "on": 1, "off": 3, "blank": 0.5}, None]))
+        ["static", {"type": "on_off", "start": 1, "stop": 3, "blank": 0.5}, None]))
     spec["inputs"] = {"image": {"shape": [channels, size, size]}}
     if schedule is not None:
         spec["inputs"]["image"]["schedule"] = schedule

@@ -339,7 +339,7 @@ def test_zero_drive_and_silent_cells_in_streams():
     # the delay-2 skip crosses two columns, the delay-3 feedback three
     assert d.edge(read_edge_id("V1__V4", 2))[:2] == (cell_name("V1", 0), cell_name("V4", 2))
     assert d.edge(read_edge_id("IT__V1", 6))[:2] == (cell_name("IT", 3), cell_name("V1", 6))
-    # a blank input frame (on_off, off at t=5) is marked
+    # a blank input frame (on_off, stop at t=5) is marked
     assert d.nodes[cell_name("image", 5)]["class"] == "input_blank"
     assert d.nodes[cell_name("image", 4)]["class"] == "input"
 

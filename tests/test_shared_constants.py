@@ -14,10 +14,10 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 SHARE = (*tnnspec.compile.DEFAULT, "share_constants")
 
 MIXED = """
-tnnspec: "1.0"
+tnnspec: "1.1"
 name: constants
 time: {steps: 6, default_delay: sweep}
-inputs: {x: {shape: [3, 12, 12], schedule: {type: on_off, on: 2}}}
+inputs: {x: {shape: [3, 12, 12], schedule: {type: on_off, start: 2}}}
 areas:
   A: {level: 1, channels: 4, cell: {type: leaky, tau_ms: 20}, ops: [relu]}
   B: {level: 2, channels: 4, combine: concat, cell: {type: lstm, kernel: 3}}
@@ -29,7 +29,7 @@ edges:
   - {type: feedforward, source: B, target: C, transform: [{conv: {kernel: 3}}]}
   - {type: feedback, source: C, target: A, transform: [{conv: {kernel: 1}}]}
 readouts:
-  y: {source: C, head: [{pool: avg}, {linear: 3}]}
+  pred: {source: C, head: [{pool: avg}, {linear: 3}]}
   total: {source: C, cumulative: true, head: [{pool: avg}, {linear: 2}]}
 """
 
@@ -138,10 +138,10 @@ def test_sharing_is_off_with_batchnorm_or_dropout_in_training_and_with_hooks():
 
     # train mode: BatchNorm statistics and dropout masks couple samples, so nothing is shared
     torch.manual_seed(1)
-    a = plain(x).readouts["y"]
+    a = plain(x).readouts["pred"]
     torch.manual_seed(1)
     out = {}
-    assert batches(lambda: out.setdefault("y", shared(x).readouts["y"])) == {3}
+    assert batches(lambda: out.setdefault("y", shared(x).readouts["pred"])) == {3}
     assert torch.equal(out["y"], a)
     shared.eval()
     with torch.no_grad():

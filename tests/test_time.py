@@ -25,11 +25,11 @@ def _spec(edges, areas, steps, before="silent", extra_time=""):
         "  - {" + ", ".join(f"{k}: {v}" for k, v in e.items())
         + ", transform: [{conv: {kernel: 1, bias: false}}]}" for e in edges)
     text = f"""
-tnnspec: "1.0"
+tnnspec: "1.1"
 name: impulse
 time: {{steps: {steps}{extra_time}}}
 inputs:
-  x: {{shape: [1, 1, 1], schedule: {{type: on_off, on: 0, off: 1}}}}
+  x: {{shape: [1, 1, 1], schedule: {{type: on_off, start: 0, stop: 1}}}}
 areas:
 {area_lines}
 edges:
@@ -132,7 +132,7 @@ def test_ms_delays_round_up_to_whole_steps(dt, ms, steps):
 
 def test_presets_biological_and_sweep():
     base = """
-tnnspec: "1.0"
+tnnspec: "1.1"
 name: p
 time: {{steps: 6, default_delay: {preset}}}
 inputs: {{x: {{shape: [1, 1, 1]}}}}
@@ -163,7 +163,7 @@ def test_from_step_gates_an_edge_and_shifts_arrival():
 
 def test_silent_is_exactly_zero_and_zero_drive_is_not():
     text = """
-tnnspec: "1.0"
+tnnspec: "1.1"
 name: t0
 time: {{steps: 4}}
 inputs: {{x: {{shape: [2, 4, 4]}}}}
@@ -191,7 +191,7 @@ edges:
 
 
 ZERO_INPUT = """
-tnnspec: "1.0"
+tnnspec: "1.1"
 name: stand_ins
 time: {{steps: 5}}
 inputs: {{x: {{shape: [2, 4, 4]}}}}
@@ -247,7 +247,7 @@ def test_zero_input_sends_zero_source_outputs_through_the_edge(from_step):
 
 def test_run_time_steps_override_and_sequence_inputs():
     text = """
-tnnspec: "1.0"
+tnnspec: "1.1"
 name: seq
 time: {steps: 3}
 inputs: {movie: {shape: [1, 1, 1], schedule: sequence}}

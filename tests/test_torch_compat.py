@@ -128,7 +128,7 @@ edges:
   - {type: feedforward, source: S, target: R, transform: [{conv: {kernel: 3}}]}
   - {type: feedback, source: R, target: S, transform: [{conv: {kernel: 1}}]}
 readouts:
-  y: {source: R, head: [{pool: avg}, {linear: 2}]}
+  pred: {source: R, head: [{pool: avg}, {linear: 2}]}
 ''')
 torch.manual_seed(0)
 plain = tnnspec.compile(spec)
@@ -137,7 +137,7 @@ bisected.load_state_dict(plain.state_dict())
 x = torch.randn(2, 2, 6, 6)
 grads = []
 for net in (plain, bisected):
-    net(x).readouts["y"].square().sum().backward()
+    net(x).readouts["pred"].square().sum().backward()
     grads.append({k: p.grad for k, p in net.named_parameters()})
 assert calls, "the fallback flatten did not run"
 assert not torch_compat.pytree_available()

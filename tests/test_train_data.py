@@ -235,7 +235,7 @@ def test_moving_sequence():
 def test_present():
     x = torch.rand(3, 1, 8, 8)
     assert present(x, Static(), 5) is x
-    assert present(x, OnOff(on=1, off=3), 5) is x
+    assert present(x, OnOff(start=1, stop=3), 5) is x
     assert present(x, "static", 5) is x
     seq = present(x, Sequence(), 5)
     assert seq.shape == (3, 5, 1, 8, 8) and torch.equal(seq, moving_sequence(x, 5))

@@ -29,7 +29,7 @@ edges:
   - {type: feedforward, source: A, target: B, transform: [{conv: {kernel: 3, padding: 1}}]}
   - {type: feedforward, source: B, target: C, transform: [{conv: 6}]}
   - {type: lateral, source: B, target: B, delay: 1}
-readouts: {y: {source: C, head: [{pool: avg}, {linear: 3}]}}
+readouts: {pred: {source: C, head: [{pool: avg}, {linear: 3}]}}
 """
 
 
@@ -136,7 +136,7 @@ areas:
 edges:
   - {type: feedforward, source: x, target: A, delay: 2}
   - {type: feedforward, source: A, target: B, transform: [{conv: {kernel: 3, padding: 1, bias: false}}]}
-readouts: {y: {source: B, head: [{pool: avg}, {linear: 2}]}}
+readouts: {pred: {source: B, head: [{pool: avg}, {linear: 2}]}}
 """
 
 
@@ -147,10 +147,10 @@ def test_a_hook_that_writes_into_a_zero_output_is_seen_downstream(shortcuts):
     net = tnnspec.compile(tnnspec.loads(HOOKED))
     x = net.example_inputs(2)
     with torch.inference_mode():
-        plain = net(x).readouts["y"]
+        plain = net(x).readouts["pred"]
         assert shortcuts
         shortcuts.clear()
         handle = net.areas["A"].probe.register_forward_hook(lambda m, i, out: out.add_(1.0))
-        perturbed = net(x).readouts["y"]
+        perturbed = net(x).readouts["pred"]
         handle.remove()
     assert not shortcuts and not torch.equal(perturbed[:2], plain[:2])  # steps 0-1: A silent-by-zeros

@@ -133,7 +133,7 @@ def test_convrnn_imnetds_arrival_is_as_tnn_documents():
 def test_convrnn_time_and_arrival(path):
     spec = tnnspec.load(path, strict=True)
     sched = spec.inputs["image"].schedule
-    assert (sched.type, sched.on, sched.off, sched.blank) == ("on_off", 0, 12, 0.5)
+    assert (sched.type, sched.start, sched.stop, sched.blank) == ("on_off", 0, 12, 0.5)
     assert spec.time.steps == (16 if path in SHALLOW else 17)
     assert spec.time.dt_ms == 10
     assert all(a.before_arrival == "zero_input" for a in spec.areas.values())

@@ -12,6 +12,7 @@ from .spec.models import Spec
 
 def _finish(spec: Spec, source: SourceMap) -> tuple[Spec, list[Diagnostic]]:
     report = Report()
+    report.extend(source.warnings)  # from reading the file (e.g. an older format version)
     check(spec, source, report)
     spec._source = source
     spec._warnings = report.warnings
@@ -50,14 +51,15 @@ def loads(text: str, file: str = "<string>", strict: bool = False) -> Spec:
 
 
 def dumps(spec: Spec) -> str:
-    """The spec as YAML text that loads back to an equal spec."""
+    """The spec as YAML text (format 1.1) that loads back to an equal spec, with PyYAML too."""
     import io
 
-    from ruamel.yaml import YAML
+    from .spec.models import FORMAT_VERSIONS
+    from .spec.yaml11 import portable_yaml
 
-    yaml = YAML(typ="safe", pure=True)
-    yaml.default_flow_style = None
-    yaml.sort_keys = False
+    yaml = portable_yaml()  # reads the same with YAML 1.1 tools (PyYAML) as with tnnspec
+    data = spec.dump()
+    data["tnnspec"] = FORMAT_VERSIONS[-1]  # the models hold the newest format, whatever was read
     buf = io.StringIO()
-    yaml.dump(spec.dump(), buf)
+    yaml.dump(data, buf)
     return buf.getvalue()

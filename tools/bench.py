@@ -191,7 +191,7 @@ def bench_pairs(quick: bool) -> list[dict]:
 
 
 STEM_NET = """
-tnnspec: "1.0"
+tnnspec: "1.1"
 name: stem_net
 time: {steps: 12, default_delay: biological}
 inputs: {image: {shape: [3, 64, 64]}}
@@ -430,7 +430,7 @@ def bench_torch_compile(names=tuple(PAIRS)) -> list[dict]:
 
 def _generated_graph(n_edges: int) -> str:
     n_areas = max(4, n_edges // 4)
-    lines = ['tnnspec: "1.0"', f"name: gen{n_edges}", "time: {steps: 4}",
+    lines = ['tnnspec: "1.1"', f"name: gen{n_edges}", "time: {steps: 4}",
              "inputs: {x: {shape: [4, 8, 8]}}", "areas:"]
     lines += [f"  A{i}: {{level: {i + 1}, channels: 4}}" for i in range(n_areas)]
     lines.append("edges:")

@@ -8,9 +8,13 @@ import sys
 from pathlib import Path
 
 from ..api import check_file
+from ..plugins import PluginError
+from ..spec.components import BuilderError
 from ..spec.diagnostics import Diagnostic, SpecError
 from .fit import add_compare_parser, add_fit_parser
+from .interop import add_import_parser
 from .train import add_evaluate_parser, add_train_parser
+from .upgrade import add_upgrade_parser
 
 
 def _print_diagnostics(diags: list[Diagnostic], strict: bool, stream) -> int:
@@ -41,6 +45,55 @@ def cmd_validate(args) -> int:
     if args.format == "json":
         print(json.dumps(results, indent=2))
     return 1 if failed else 0
+
+
+def cmd_docs(args) -> int:
+    from ..plugins import load_plugins
+    from ..spec import docgen
+
+    load_plugins()
+    origin = args.only
+    if origin is not None and not docgen.names("cell", origin) and not docgen.names("op", origin):
+        print(f"error: no cells or ops are registered by '{origin}'", file=sys.stderr)
+        return 1
+    if not args.update:
+        sys.stdout.write(docgen.reference(origin))
+        return 0
+    stale = 0
+    for name in args.update:
+        path = Path(name)
+        try:
+            text = path.read_text(encoding="utf-8")
+            new = docgen.update(text, origin)
+        except (OSError, docgen.DocsError) as exc:
+            print(f"error: {name}: {exc}", file=sys.stderr)
+            return 1
+        if new == text:
+            continue
+        stale += 1
+        if args.check:
+            print(f"{name}: generated docs are out of date (run: tnnspec docs --update {name}"
+                  f"{f' --only {origin}' if origin else ''})", file=sys.stderr)
+        else:
+            path.write_text(new, encoding="utf-8")
+            print(f"updated {name}")
+    return 1 if args.check and stale else 0
+
+
+def cmd_plugins(args) -> int:
+    from ..plugins import DISABLE_ENV, disabled, plugins
+
+    found = plugins()
+    if disabled():
+        print(f"plugins are disabled ({DISABLE_ENV} is set)")
+        return 0
+    if not found:
+        print("no plugins installed (no 'tnnspec.cells' or 'tnnspec.ops' entry points)")
+        return 0
+    for p in found:
+        what = f"error: {p.error}" if p.error else (", ".join(p.components) or "registers nothing new")
+        print(f"{p.distribution} {p.version}  [{p.group}] {p.name} = {p.value}: {what}")
+    return 1 if any(p.error for p in found) else 0
 
 
 def cmd_schema(args) -> int:
@@ -151,10 +204,22 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", required=True, metavar="OUT.safetensors")
     c.set_defaults(fn=cmd_convert_weights)
 
+    d = sub.add_parser("docs", help="the cells and ops reference (plugins' included), generated from the registry")
+    d.add_argument("--only", metavar="PACKAGE", help="only the components of this package ('tnnspec': the built-ins)")
+    d.add_argument("--update", nargs="+", metavar="FILE",
+                   help="rewrite the generated blocks (<!-- BEGIN tnnspec docs: ... -->) in these Markdown files")
+    d.add_argument("--check", action="store_true", help="with --update: change nothing, exit 1 if a file is stale")
+    d.set_defaults(fn=cmd_docs)
+
+    pl = sub.add_parser("plugins", help="list the installed plugin packages and what they register")
+    pl.set_defaults(fn=cmd_plugins)
+
     add_train_parser(sub)
     add_evaluate_parser(sub)
     add_fit_parser(sub)
     add_compare_parser(sub)
+    add_import_parser(sub)
+    add_upgrade_parser(sub)
     return p
 
 
@@ -162,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
+    except (PluginError, BuilderError) as exc:  # a broken plugin: its package and entry point, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except SpecError as exc:  # e.g. an include that fails late
         _print_diagnostics(exc.diagnostics, False, sys.stderr)
         return 1

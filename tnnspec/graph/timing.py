@@ -69,7 +69,7 @@ def shown(schedule, step: int) -> bool:
     otherwise it shows its blank value (``on_off`` only)."""
     if schedule.type != "on_off":
         return True
-    return schedule.on <= step and (schedule.off is None or step < schedule.off)
+    return schedule.start <= step and (schedule.stop is None or step < schedule.stop)
 
 
 def ms_to_steps(delay_ms: float, dt_ms: float) -> int:

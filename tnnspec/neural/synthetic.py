@@ -44,12 +44,12 @@ def teacher_spec(stimulus_ms: float | None = 100.0):
     from .. import loads
 
     text = resources.files("tnnspec.neural").joinpath("graphs", TEACHER).read_text(encoding="utf-8")
-    old = "schedule: {type: on_off, on: 0, off: 10, blank: 0.0}"
+    old = "schedule: {type: on_off, start: 0, stop: 10, blank: 0.0}"
     assert old in text
     if stimulus_ms is None:
         text = text.replace(old, "schedule: {type: static}")
     elif stimulus_ms != 100.0:
-        text = text.replace(old, f"schedule: {{type: on_off, on: 0, off: {math.ceil(stimulus_ms / 10)}, blank: 0.0}}")
+        text = text.replace(old, f"schedule: {{type: on_off, start: 0, stop: {math.ceil(stimulus_ms / 10)}, blank: 0.0}}")
     return loads(text, file=f"tnnspec/neural/graphs/{TEACHER}")
 
 

@@ -61,7 +61,7 @@ def text_summary(spec: Spec, steps: int | None = None) -> str:
                 sched = inp.schedule
                 how = sched.type
                 if sched.type == "on_off":
-                    how += f" (on t={sched.on}" + (f", off t={sched.off})" if sched.off is not None else ")")
+                    how += f" (start t={sched.start}" + (f", stop t={sched.stop})" if sched.stop is not None else ")")
                 lines.append(f"  {n:<{width}}  input {_shape(inp.shape)}, {how}")
             else:
                 area = spec.areas[n]

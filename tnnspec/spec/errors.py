@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from .components import CELLS, OPS
 from .diagnostics import Diagnostic, Pos, did_you_mean, one_of
-from .models import NAME_PATTERN
+from .models import NAME_PATTERN, PACKAGE_PATTERN, RegistryUnion
 from .source import LList, LMap
 
 
@@ -67,6 +67,8 @@ def _model_at(root: type[BaseModel], path: list, tree: Any) -> type[BaseModel] |
 
 
 def _unwrap(tp: Any) -> list:
+    if isinstance(tp, type) and issubclass(tp, RegistryUnion):
+        return _unwrap(tp.annotation())
     origin = typing.get_origin(tp)
     if origin is typing.Annotated:
         return _unwrap(typing.get_args(tp)[0])
@@ -111,8 +113,11 @@ def _describe(value: Any) -> str:
     return repr(value)
 
 
-def translate(errors: list[dict], tree: Any, root: type[BaseModel]) -> list[Diagnostic]:
-    """One diagnostic per problem; union alternatives at one place are merged."""
+def translate(errors: list[dict], tree: Any, root: type[BaseModel],
+              missing_plugins: typing.Sequence[str] = ()) -> list[Diagnostic]:
+    """One diagnostic per problem; union alternatives at one place are merged. An unknown cell or
+    op is said to maybe come from ``missing_plugins`` (packages the file requires that are absent)."""
+    hint = _plugin_hint(missing_plugins)
     grouped: dict[tuple, list[dict]] = {}
     for err in errors:
         path, vpos, kpos, node, complete = _walk(tree, err["loc"])
@@ -140,8 +145,22 @@ def translate(errors: list[dict], tree: Any, root: type[BaseModel]) -> list[Diag
             pos = e["_kpos"] if e["type"] == "extra_forbidden" else e["_vpos"]
             if e["type"] == "union_tag_invalid" and isinstance(e["_node"], LMap) and "type" in e["_node"]:
                 pos = e["_node"].where_value("type")  # point at the unknown type itself
-            out.append(Diagnostic.at(pos, "error", _message(e, root, tree)))
+            message = _message(e, root, tree)
+            if hint and e["type"] in ("union_tag_invalid", "op_form") and "unknown" in message:
+                message += hint
+            out.append(Diagnostic.at(pos, "error", message))
     return out
+
+
+def _plugin_hint(missing: typing.Sequence[str]) -> str:
+    if not missing:
+        return ""
+    names = ", ".join(f"'{m}'" for m in missing)
+    if len(missing) == 1:
+        return (f"; it may come from the plugin package {names}, which this file requires and which "
+                f"is not installed: pip install {missing[0]}")
+    return (f"; it may come from one of the plugin packages {names}, which this file requires and "
+            f"which are not installed: pip install {' '.join(missing)}")
 
 
 _NOUNS = {"int": "an integer", "float": "a number", "tuple": "a list", "list": "a list",
@@ -161,6 +180,9 @@ def _message(e: dict, root, tree, short: bool = False) -> str:
         hint = did_you_mean(key, allowed)
         listing = f"; allowed keys: {', '.join(allowed)}" if allowed and not hint else ""
         return f"{dotted(parent)}: unknown key '{key}'{hint}{listing}"
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == PACKAGE_PATTERN:
+        return (f"{where}: {e['input']!r} is not a package name: give the distribution name only, "
+                "as for pip install (no version), e.g. tnnspec-mylab-cells")
     if kind == "string_pattern_mismatch" and ctx.get("pattern") == NAME_PATTERN:
         return (f"{where}: invalid name {e['input']!r}: use letters, digits, '-' and single '_' "
                 "(no '__', no '.'), starting with a letter or digit")

@@ -6,24 +6,27 @@ Graph-level checks (endpoints, delay-0 cycles, shapes) need the graph stage and 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from ..plugins import load_plugins
 from .diagnostics import Diagnostic, Pos, Report, SpecError
 from .errors import translate
-from .models import FORMAT_VERSIONS, Spec
+from .models import FORMAT_VERSIONS, PACKAGE_PATTERN, Spec
 from .resolve import resolve
-from .source import LMap, parse_text, read_file
+from .source import LList, LMap, parse_text, read_file
 
 
 class SourceMap:
     """Where each part of a loaded spec is written: ``where(("edges", 3, "target"))``."""
 
-    def __init__(self, tree: Any, file: str):
+    def __init__(self, tree: Any, file: str, warnings: list[Diagnostic] | None = None):
         self.tree = tree
         self.file = file
+        self.warnings: list[Diagnostic] = list(warnings or [])  # found while reading the file
 
     def where(self, path: tuple | list, key: bool = False) -> Pos:
         node, pos = self.tree, Pos(self.file)
@@ -44,7 +47,7 @@ class SourceMap:
 def _check_version(tree: LMap, file: str) -> None:
     if "tnnspec" not in tree:
         raise SpecError([Diagnostic.at(tree.pos, "error",
-                                       "missing 'tnnspec' format version at the top, e.g. tnnspec: \"1.0\"")])
+                                       f"missing 'tnnspec' format version at the top, e.g. tnnspec: \"{FORMAT_VERSIONS[-1]}\"")])
     raw = tree["tnnspec"]
     version = str(raw)
     if version not in FORMAT_VERSIONS:
@@ -54,25 +57,53 @@ def _check_version(tree: LMap, file: str) -> None:
     tree["tnnspec"] = version
 
 
-def validate_tree(tree: Any, file: str) -> tuple[Spec, SourceMap]:
-    """Structural tier on a parsed tree: returns the Spec and its source map, or raises."""
+def validate_tree(tree: Any, file: str, report: Report | None = None) -> tuple[Spec, SourceMap]:
+    """Structural tier on a parsed tree: returns the Spec and its source map (with the warnings
+    of ``report``, e.g. from reading an older format version), or raises."""
     if not isinstance(tree, LMap):
         kind = "a list" if isinstance(tree, list) else f"a {type(tree).__name__} value"
         raise SpecError([Diagnostic(file, 1, 1, "error",
                                     f"top level must be a mapping with keys tnnspec, name, inputs, areas, "
                                     f"edges, ...; got {kind}")])
     _check_version(tree, file)
-    report = Report()
+    load_plugins()  # the installed plugins' cells and ops, once per process
+    report = report if report is not None else Report()
     resolved = resolve(tree, report)
     report.raise_if_errors()
+    missing = _check_requires(resolved, report)
     try:
         spec = Spec.model_validate(resolved)
     except ValidationError as exc:
-        raise SpecError(translate(exc.errors(), resolved, Spec)) from None
-    source = SourceMap(resolved, file)
+        raise SpecError(report.diagnostics + translate(exc.errors(), resolved, Spec, missing)) from None
+    source = SourceMap(resolved, file, report.warnings)
     _strict_numbers(spec, resolved, [], report, source)
     report.raise_if_errors()
     return spec, source
+
+
+def _check_requires(tree: LMap, report: Report) -> list[str]:
+    """A located error for each plugin package in ``requires`` that is not installed (or that
+    registers no cells or ops); returns the missing ones, which messages about unknown cells and
+    ops then name."""
+    from ..plugins import distribution_installed, provides_components
+
+    requires = tree.get("requires")
+    if not isinstance(requires, LList):
+        return []  # not a list: the model reports it
+    missing = []
+    for i, name in enumerate(requires):
+        if not isinstance(name, str) or not re.match(PACKAGE_PATTERN, name):
+            continue  # the model reports it
+        dist = distribution_installed(name)
+        if dist is None:
+            missing.append(name)
+            report.error(requires.where_item(i), f"requires[{i}]: this file needs the plugin package "
+                                                 f"'{name}', which is not installed: pip install {name}")
+        elif not provides_components(dist):
+            report.error(requires.where_item(i), f"requires[{i}]: the package '{name}' is installed but is "
+                                                 "not a tnnspec plugin (it declares no 'tnnspec.cells' or "
+                                                 "'tnnspec.ops' entry points)")
+    return missing
 
 
 def _strict_numbers(value: Any, node: Any, path: list, report: Report, source: "SourceMap") -> None:
@@ -107,8 +138,10 @@ def _strict_numbers(value: Any, node: Any, path: list, report: Report, source: "
 
 
 def parse_spec_file(path: str | Path) -> tuple[Spec, SourceMap]:
-    return validate_tree(read_file(path), str(path))
+    report = Report()
+    return validate_tree(read_file(path, report), str(path), report)
 
 
 def parse_spec_text(text: str, file: str = "<string>") -> tuple[Spec, SourceMap]:
-    return validate_tree(parse_text(text, file), file)
+    report = Report()
+    return validate_tree(parse_text(text, file, report), file, report)

@@ -1,10 +1,14 @@
-"""The tnnspec file format, version 1.0, as pydantic models (plain data, no torch).
+"""The tnnspec file format, version 1.1, as pydantic models (plain data, no torch).
 
 A file has the top-level keys ``tnnspec`` (format version), ``name``, ``time``, ``inputs``,
 ``areas`` (a mapping keyed by area name), ``edges`` (a list of typed pathways) and
 ``readouts``. ``include``, ``parameters`` and ``templates`` are resolved before these
 models see the data (see :mod:`tnnspec.spec.resolve`). docs/spec.md documents every field;
 the JSON Schema in schemas/ is generated from these models.
+
+Cells and ops come from the component registry (:mod:`tnnspec.spec.components`): the fields that
+hold them are unions over the registry (:class:`RegistryUnion`), generated when a model is built,
+and :func:`rebuild` rebuilds those models after plugins or scripts register more.
 """
 
 from __future__ import annotations
@@ -16,15 +20,19 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Fie
 
 from . import cells as _cells  # noqa: F401  (registers cells)
 from . import ops as _ops  # noqa: F401  (registers ops)
-from .components import CELLS, OPS, CellParams, OpParams
+from .components import CELLS, OPS, CellParams, OpParams, registry_version
 from .neural import Neural
 from .training import Training
 
-FORMAT_VERSIONS = ("1.0",)
+FORMAT_VERSIONS = ("1.0", "1.1")  # a 1.0 file is migrated when read (tnnspec.spec.migrate)
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]*(?:_[A-Za-z0-9-]+)*_?$"
+PACKAGE_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$"  # a distribution name (PEP 508)
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN, description=(
     "a name: letters, digits, '-' and single '_' (no '__', no '.'), starting with a letter or digit"))]
+
+PackageName = Annotated[str, Field(pattern=PACKAGE_PATTERN, description=(
+    "a distribution name, as given to pip install (no version)"))]
 
 
 class Strict(BaseModel):
@@ -71,16 +79,55 @@ def _op_entry_model(name: str, params: type[OpParams]) -> type[OpEntry]:
                         **{name: (params, Field(description=doc))})
 
 
-OP_ENTRIES = {name: _op_entry_model(name, cls) for name, cls in OPS.items()}
-for _entry in OP_ENTRIES.values():  # module attributes, so that specs pickle (and deepcopy, torch.save)
-    assert _entry.__name__ not in globals(), _entry.__name__
-    globals()[_entry.__name__] = _entry
-Op = Annotated[
-    Union[tuple(Annotated[m, Tag(n)] for n, m in OP_ENTRIES.items())],  # type: ignore[misc]
-    Discriminator(_op_tag, custom_error_type="op_form",
-                  custom_error_message="an op is written as a name (relu) or a one-key mapping "
-                                       "({conv: {kernel: 3}})"),
-]
+#: one entry model per registered op, kept in step with the registry by :func:`rebuild`
+OP_ENTRIES: dict[str, type[OpEntry]] = {}
+
+
+def _sync_op_entries() -> None:
+    """Give every registered op its entry model (a module attribute, so that specs pickle, deepcopy
+    and torch.save), and drop the entries of unregistered ops."""
+    for name in [n for n in OP_ENTRIES if n not in OPS or OP_ENTRIES[n].model_fields[n].annotation is not OPS[n]]:
+        globals().pop(OP_ENTRIES.pop(name).__name__, None)
+    for name, cls in OPS.items():
+        if name in OP_ENTRIES:
+            continue
+        entry = _op_entry_model(name, cls)
+        if entry.__name__ in globals():
+            raise ValueError(f"op '{name}': its parameters class name '{cls.__name__}' is already used "
+                             f"in {__name__}; give the class another name")
+        OP_ENTRIES[name] = entry
+        globals()[entry.__name__] = entry
+
+
+class RegistryUnion:
+    """A union over a component registry, generated each time a model that holds it is built:
+    :func:`rebuild` rebuilds those models after cells or ops are registered (plugins), so that
+    validation, the JSON Schema and error messages include them."""
+
+    @classmethod
+    def annotation(cls) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        return handler.generate_schema(cls.annotation())
+
+
+class OpUnion(RegistryUnion):
+    """Any registered op, written ``relu``, ``{conv: {...}}`` or ``{linear: 1000}``."""
+
+    @classmethod
+    def annotation(cls) -> Any:
+        return Annotated[
+            Union[tuple(Annotated[m, Tag(n)] for n, m in OP_ENTRIES.items())],  # type: ignore[misc]
+            Discriminator(_op_tag, custom_error_type="op_form",
+                          custom_error_message="an op is written as a name (relu) or a one-key mapping "
+                                               "({conv: {kernel: 3}})"),
+        ]
+
+
+_sync_op_entries()
+Op = OpUnion
 OpList = Annotated[list[Op], Field(description="ops applied in order")]
 
 
@@ -89,10 +136,15 @@ def _cell_from_string(value: Any) -> Any:
     return {"type": value} if isinstance(value, str) else value
 
 
-Cell = Annotated[
-    Annotated[Union[tuple(CELLS.values())], Field(discriminator="type")],  # type: ignore[misc]
-    BeforeValidator(_cell_from_string),
-]
+class CellUnion(RegistryUnion):
+    """Any registered cell, ``{type: gru, ...}`` or its name alone."""
+
+    @classmethod
+    def annotation(cls) -> Any:
+        return Annotated[Union[tuple(CELLS.values())], Field(discriminator="type")]  # type: ignore[misc]
+
+
+Cell = Annotated[CellUnion, BeforeValidator(_cell_from_string)]
 
 
 # ---------------------------------------------------------------- time
@@ -121,17 +173,18 @@ class Static(Strict):
 
 
 class OnOff(Strict):
-    """The frame is shown for steps ``on <= t < off``; other steps show ``blank`` everywhere."""
+    """The frame is shown for steps ``start <= t < stop``; other steps show ``blank`` everywhere.
+    (Format 1.0 named the keys ``on``/``off``, which YAML 1.1 tools read as booleans.)"""
 
     type: Literal["on_off"] = "on_off"
-    on: int = Field(0, ge=0, description="first step at which the frame is shown")
-    off: int | None = Field(None, ge=1, description="first step at which it is no longer shown (None: never)")
+    start: int = Field(0, ge=0, description="first step at which the frame is shown")
+    stop: int | None = Field(None, ge=1, description="first step at which it is no longer shown (None: never)")
     blank: float = Field(0.0, description="value of every pixel while the frame is not shown (in input space)")
 
     @model_validator(mode="after")
     def _order(self) -> "OnOff":
-        if self.off is not None and self.off <= self.on:
-            raise ValueError(f"'off' ({self.off}) must be after 'on' ({self.on})")
+        if self.stop is not None and self.stop <= self.start:
+            raise ValueError(f"'stop' ({self.stop}) must be after 'start' ({self.start})")
         return self
 
 
@@ -279,6 +332,8 @@ class Spec(Strict):
     name: Name = Field(..., description="model name")
     description: str | None = Field(None, description="free text")
     references: list[str] = Field(default_factory=list, description="citations for the model")
+    requires: list[PackageName] = Field(default_factory=list, description=(
+        "plugin packages (distribution names, as for pip install) whose cells or ops this file uses"))
     time: Time = Field(default_factory=Time, description="time step, horizon and default delays")
     inputs: dict[Name, Input] = Field(..., min_length=1, description="external inputs by name")
     areas: dict[Name, Area] = Field(..., min_length=1, description="brain areas by name")
@@ -322,3 +377,36 @@ def _keep_types(full: Any, compact: Any) -> Any:
         return [_keep_types(f, c) for f, c in zip(full, compact)]
     return compact
 
+
+# ---------------------------------------------------------------- rebuilding after registration
+#: the models whose fields hold cells or ops, holders first (a model's schema embeds theirs)
+COMPONENT_HOLDERS: tuple[type[BaseModel], ...] = (
+    Area, EdgeBase, Feedforward, Lateral, Feedback, Skip, Attention, Normalization, Readout, Spec)
+_built = {"version": registry_version()}
+
+
+def __getattr__(name: str) -> Any:
+    """A plugin op's entry model (``ClipOp``), made when the plugins load: unpickling a spec in a
+    fresh process asks for it before anything has loaded them."""
+    if name.endswith("Op") and not name.startswith("_"):
+        from ..plugins import load_plugins
+
+        load_plugins()
+        if name in globals():
+            return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def rebuild(force: bool = False) -> bool:
+    """Rebuild the models that hold cells and ops when the registry changed since they were built
+    (a plugin or a script registered a component), so that validation, :meth:`Spec.model_json_schema`
+    and error messages include every registered component. Returns whether it rebuilt.
+    :func:`tnnspec.plugins.load_plugins` calls it; loading and compiling call that."""
+    version = registry_version()
+    if version == _built["version"] and not force:
+        return False
+    _sync_op_entries()
+    for model in COMPONENT_HOLDERS:
+        model.model_rebuild(force=True)
+    _built["version"] = version
+    return True

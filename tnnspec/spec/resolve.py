@@ -1,8 +1,9 @@
 """Includes, parameters and templates: resolved on the located tree, before validation.
 
 * ``include: [other.yaml, ...]`` — each path relative to the including file; the included
-  file may hold ``parameters``, ``templates``, ``inputs``, ``areas``, ``edges``, ``readouts``
-  (and its own ``include``). Names defined twice are an error; included edges come first.
+  file may hold ``parameters``, ``templates``, ``inputs``, ``areas``, ``edges``, ``readouts``,
+  ``requires`` (and its own ``include``). Names defined twice are an error; included edges
+  (and required plugin packages) come first.
 * ``parameters: {width: 64}`` — a value written exactly ``$width`` is replaced by 64.
 * ``templates: {block: {...area keys...}}`` — an area with ``use: block`` starts from the
   template; keys written in the area replace the template's.
@@ -22,7 +23,7 @@ from .source import LList, LMap, read_file
 
 PARAM_REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
 MERGED_SECTIONS = ("parameters", "templates", "inputs", "areas", "readouts")
-INCLUDABLE = set(MERGED_SECTIONS) | {"edges", "include", "tnnspec", "description"}
+INCLUDABLE = set(MERGED_SECTIONS) | {"edges", "include", "tnnspec", "description", "requires"}
 
 
 def resolve(tree: LMap, report: Report) -> LMap:
@@ -67,11 +68,13 @@ def _merge_includes(tree: LMap, report: Report, seen: tuple[str, ...]) -> LMap:
             what = "is a directory, not a file" if path.is_dir() else "not found"
             report.error(where, f"include: '{rel}' {what} (looked for {path})")
             continue
-        try:
-            sub = read_file(path)
+        sub_report = Report()
+        try:  # an included file without a `tnnspec` version is read in the including file's
+            sub = read_file(path, sub_report, version_hint=getattr(tree, "source_version", None))
         except Exception as exc:  # SpecError from the included file
             report.extend(getattr(exc, "diagnostics", []))
             continue
+        report.extend(sub_report.diagnostics)
         if not isinstance(sub, LMap):
             report.error(Pos(str(path)), "an included file must be a mapping")
             continue
@@ -105,14 +108,16 @@ def _merge_into(dest: LMap, src: LMap, report: Report) -> None:
                                                         f"(also at {first})")
                     continue
                 section.set(name, item, value.where_key(name), value.where_value(name))
-        elif key == "edges" and isinstance(value, LList):
-            edges = dest.get("edges")
-            if not isinstance(edges, LList):
-                edges = LList(pos=value.pos)
-                dest.set("edges", edges, src.where_key(key), value.pos)
+        elif key in ("edges", "requires") and isinstance(value, LList):
+            items = dest.get(key)
+            if not isinstance(items, LList):
+                items = LList(pos=value.pos)
+                dest.set(key, items, src.where_key(key), value.pos)
             for i, item in enumerate(value):
-                edges.append(item)
-                edges.item_pos.append(value.where_item(i))
+                if key == "requires" and item in items:
+                    continue  # a plugin package required by several files
+                items.append(item)
+                items.item_pos.append(value.where_item(i))
         elif key == "include":
             continue
         elif key not in dest or key not in ("tnnspec", "description"):

@@ -6,6 +6,12 @@ and turned into plain ``dict``/``list``/scalar values by our own code:
 * only the YAML core tags (map, seq, str, int, float, bool, null) are accepted —
   a tag such as ``!!python/object`` is refused, nothing is ever imported or evaluated;
 * duplicate keys are an error (never last-one-wins);
+* a mapping key that is not a string in YAML 1.1 as well as 1.2 (``on``, ``no``, ``y``, ``1``,
+  ``null``), and a plain value that YAML 1.1 tools such as PyYAML read differently (``yes``,
+  ``1e3``, ``010``), is an error (:mod:`tnnspec.spec.yaml11`), so a file reads the same with
+  every YAML loader;
+* a file in an older format version is migrated on the node graph before it is converted
+  (:mod:`tnnspec.spec.migrate`), with a warning per change;
 * every mapping key, mapping value and list item remembers where its text is
   (:class:`~tnnspec.spec.diagnostics.Pos`), so later checks can point at it.
 
@@ -22,8 +28,10 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+from ruamel.yaml.resolver import VersionedResolver
 
 from .diagnostics import Diagnostic, Pos, Report, SpecError
+from .yaml11 import key_problem, value_problem
 
 CORE = "tag:yaml.org,2002:"
 MERGE_KEY = "<<"
@@ -35,6 +43,9 @@ class LMap(dict):
     pos: Pos
     key_pos: dict
     val_pos: dict
+    #: on a file's top level: the format version the file was written in (its own ``tnnspec``
+    #: value, or the including file's for an included file without one), before migration
+    source_version: str | None = None
 
     def __init__(self, *args, pos: Pos | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -82,19 +93,50 @@ def node_pos(node, file: str) -> Pos:
     return Pos(file, mark.line + 1, mark.column + 1)
 
 
-def _scalar(node: ScalarNode, file: str, report: Report) -> Any:
+def _scalar(node: ScalarNode, file: str, report: Report, value: bool = True) -> Any:
     try:
-        return _typed_scalar(node, file, report)
+        read = _typed_scalar(node, file, report)
     except ValueError:
         kind = node.tag.replace(CORE, "")
         report.error(node_pos(node, file), f"'{node.value}' is not a valid {kind} (tagged !!{kind})")
         return None
+    if value and node.style is None and node.tag in _PORTABLE_TAGS and not file.endswith(".json"):
+        problem = value_problem(node.value, read)
+        if problem:
+            report.error(node_pos(node, file), problem)
+    return read
+
+
+_PORTABLE_TAGS = {CORE + t for t in ("str", "int", "float", "bool", "null")}
+_RESOLVER = VersionedResolver()
+
+
+def plain_reading(text: str) -> Any:
+    """What tnnspec's YAML 1.2 makes of ``text`` written as a plain scalar."""
+    tag = _RESOLVER.resolve(ScalarNode, text, (True, False))
+    if tag == CORE + "str":
+        return text
+    if tag not in _PORTABLE_TAGS:  # e.g. a timestamp: not a string either
+        return object()
+    try:
+        value = _typed_scalar(ScalarNode(tag, text), "", Report())
+    except ValueError:
+        return text
+    return value if value is not None or tag == CORE + "null" else object()
+
+
+def _check_key(node: ScalarNode, file: str, report: Report) -> None:
+    problem = key_problem(node.value, plain_reading(node.value))
+    if problem:
+        report.error(node_pos(node, file), problem)
 
 
 def _typed_scalar(node: ScalarNode, file: str, report: Report) -> Any:
     tag, text = node.tag, node.value
     if tag == CORE + "str":
-        return text
+        # ruamel's round-trip composer marks the folds of a `>` scalar with '\a' (BEL), which
+        # never belongs to the text (YAML does not allow it in a folded scalar)
+        return text.replace("\a", "") if node.style == ">" else text
     if tag == CORE + "null":
         return None
     if tag == CORE + "bool":
@@ -168,7 +210,8 @@ def _mapping(node: MappingNode, file: str, report: Report, depth: int) -> LMap:
             sources = value if isinstance(value, list) else [value]
             merged.extend(s for s in sources if isinstance(s, LMap))
             continue
-        key = _scalar(key_node, file, report)
+        _check_key(key_node, file, report)
+        key = _scalar(key_node, file, report, value=False)
         if not isinstance(key, str):
             key = str(key) if key is not None else "null"
         if key in out:
@@ -223,19 +266,13 @@ def _check_json(text: str, file: str) -> None:
         raise SpecError([Diagnostic(file, 1, 1, "error", "JSON nested too deeply")]) from None
 
 
-def parse_text(text: str, file: str = "<string>") -> Any:
-    """Parse YAML or JSON text into a located tree; raise :class:`SpecError` on any problem."""
-    report = Report()
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    if file.endswith(".json"):
-        _check_json(text, file)
-    too_deep = Diagnostic(file, 1, 1, "error", f"nesting deeper than {MAX_DEPTH} levels; a tnnspec file "
-                                               "is never nested this deeply")
+def compose(text: str, file: str = "<string>"):
+    """The ruamel.yaml round-trip node graph of ``text`` (BOM already removed); raise
+    :class:`SpecError` for a syntax error, an empty file or nesting that is too deep."""
     try:
         node = YAML(typ="rt").compose(text)
     except RecursionError:
-        raise SpecError([Diagnostic.at(_deepest_bracket(text, file), "error", too_deep.message)]) from None
+        raise SpecError([Diagnostic.at(_deepest_bracket(text, file), "error", _too_deep(file).message)]) from None
     except MarkedYAMLError as exc:
         raise SpecError([_yaml_problem(exc, text, file)]) from None
     except YAMLError as exc:
@@ -243,16 +280,63 @@ def parse_text(text: str, file: str = "<string>") -> Any:
     if node is None:
         raise SpecError([Diagnostic(file, 1, 1, "error",
                                     "file is empty: a tnnspec file is a mapping that starts with "
-                                    "'tnnspec: \"1.0\"'")])
+                                    f"'tnnspec: \"{_latest()}\"'")])
+    return node
+
+
+def _too_deep(file: str) -> Diagnostic:
+    return Diagnostic(file, 1, 1, "error", f"nesting deeper than {MAX_DEPTH} levels; a tnnspec file "
+                                           "is never nested this deeply")
+
+
+def _latest() -> str:
+    from .migrate import latest_version
+
+    return latest_version()
+
+
+def _migrate(node, file: str, report: Report, version_hint: str | None) -> str | None:
+    """Migrate an older file in memory (a warning per change); return the version it was
+    written in."""
+    from .migrate import Document, migrate
+
+    doc = Document(node, file)
+    try:
+        source, target = migrate(doc, version_hint)
+    except RecursionError:
+        raise SpecError([_too_deep(file)]) from None
+    upgrade = f"`tnnspec upgrade {file}`" if not file.startswith("<") else "`tnnspec upgrade FILE`"
+    for change in doc.changes:
+        if change.kind == "content":
+            report.warning(change.pos, f"{change.message}: the file is format {source}, read as format "
+                                       f"{target}; run {upgrade} to rewrite it")
+    return source
+
+
+def parse_text(text: str, file: str = "<string>", report: Report | None = None,
+               version_hint: str | None = None) -> Any:
+    """Parse YAML or JSON text into a located tree; raise :class:`SpecError` on any problem.
+
+    A file in an older format version (its ``tnnspec`` value, or ``version_hint`` for an
+    included file without one) is migrated first; the warnings go to ``report``."""
+    report = report if report is not None else Report()
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if file.endswith(".json"):
+        _check_json(text, file)
+    node = compose(text, file)
+    version = _migrate(node, file, report, version_hint) if isinstance(node, MappingNode) else None
     try:
         tree = _convert(node, file, report)
     except _TooDeep as exc:
-        raise SpecError([Diagnostic.at(exc.pos, "error", too_deep.message)]) from None
+        raise SpecError([Diagnostic.at(exc.pos, "error", _too_deep(file).message)]) from None
+    if isinstance(tree, LMap):
+        tree.source_version = version
     report.raise_if_errors()
     return tree
 
 
-def read_file(path: str | Path) -> Any:
+def read_file(path: str | Path, report: Report | None = None, version_hint: str | None = None) -> Any:
     """Read and parse a spec file; an unreadable file is a located :class:`SpecError` too."""
     name = str(path)
     try:
@@ -266,4 +350,4 @@ def read_file(path: str | Path) -> Any:
                                     f"file is not UTF-8 text ({exc.reason})")]) from None
     except OSError as exc:
         raise SpecError([Diagnostic(name, 1, 1, "error", f"cannot read file: {exc.strerror}")]) from None
-    return parse_text(text, name)
+    return parse_text(text, name, report, version_hint)
