@@ -178,14 +178,16 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _grid(fig, n: int, *, sharey: bool = True):
+def _panels(n: int, margin: tuple[float, float], panel: tuple[float, float]):
+    """A figure with ``n`` panels sharing the y axis, at most MAX_COLUMNS to a row, sized
+    ``margin + panel * (columns, rows)`` inches. Returns (figure, the n axes, columns)."""
     cols = min(n, MAX_COLUMNS)
     rows = math.ceil(n / cols)
-    axes = fig.subplots(rows, cols, squeeze=False, sharey=sharey)
-    flat = list(axes.ravel())
+    fig = _figure(margin[0] + panel[0] * cols, margin[1] + panel[1] * rows)
+    flat = list(fig.subplots(rows, cols, squeeze=False, sharey=True).ravel())
     for ax in flat[n:]:
         ax.set_visible(False)
-    return flat[:n], rows, cols
+    return fig, flat[:n], cols
 
 
 def _draw_curve(ax, c: dict, *, colour, label: str, band_alpha: float = 0.2):
@@ -276,11 +278,7 @@ def _fmt_ms(x) -> str:
 
 def _plot_score_vs_time(data: dict, path: Path, title: str) -> Path:
     regions = list(data["regions"].items())
-    n = len(regions)
-    cols = min(n, MAX_COLUMNS)
-    rows = math.ceil(n / cols)
-    fig = _figure(0.8 + 4.2 * cols, 0.9 + 3.3 * rows)
-    axes, _, _ = _grid(fig, n)
+    fig, axes, cols = _panels(len(regions), (0.8, 0.9), (4.2, 3.3))
     all_curves, panel_curves = [], []
     for i, (ax, (name, entry)) in enumerate(zip(axes, regions)):
         curves = [(key, _curve(entry, key)) for key in entry["scores"]]
@@ -641,11 +639,7 @@ def compare(run_dirs, out_dir, *, labels: Sequence[str] | None = None) -> list[P
 
 
 def _plot_compare(run_dirs, datas, names, regions, path: Path) -> Path:
-    n = len(regions)
-    cols = min(n, MAX_COLUMNS)
-    rows = math.ceil(n / cols)
-    fig = _figure(0.8 + 4.4 * cols, 1.0 + 3.4 * rows)
-    axes, _, _ = _grid(fig, n)
+    fig, axes, cols = _panels(len(regions), (0.8, 1.0), (4.4, 3.4))
     curves, panel_curves = [], []
     for i, (ax, region) in enumerate(zip(axes, regions)):
         panel_curves.append([])
