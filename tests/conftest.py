@@ -17,3 +17,14 @@ def pytest_collection_modifyitems(config, items):
 def has_dot():
     if shutil.which("dot") is None:
         pytest.skip("graphviz 'dot' not installed")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: intra-op threads only add overhead (and the runs are reproducible).
+    Module scope, so hypothesis tests can request it; files that want it for every test of
+    their own define a function-scoped autouse fixture instead."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

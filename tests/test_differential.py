@@ -784,15 +784,6 @@ def run_case(spec, pass_sets, dtype, changes, seed: int = 0, train: bool = False
     return world
 
 
-@pytest.fixture(scope="module")
-def one_thread():
-    """Tiny tensors: intra-op threads only add overhead (and the runs are reproducible)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 SETTINGS = dict(deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])

@@ -261,15 +261,6 @@ def test_mutation_is_a_located_spec_error(case):
 
 
 # ------------------------------------------------------------------------------------ (c) compile and run
-@pytest.fixture(scope="module")
-def one_thread():
-    """Tiny tensors: intra-op threads only add overhead."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @settings(max_examples=40, **SETTINGS)
 @given(data=specs(for_compile=True), seed=st.integers(0, 2**16))
 def test_compiled_run_matches_arrival(data, seed, one_thread):
