@@ -200,8 +200,10 @@ def cross_validated_r(X, Y, *, k: int = 5, seed: int = 0, pooled: bool = False,
     return _score(X, Y, folds(X.shape[0], k, seed), pooled, fit_kwargs)
 
 
-def map_bins(features, responses, *, k: int = 5, seed: int = 0, pooled: bool = False, **fit_kwargs) -> np.ndarray:
-    """Cross-validated r for every time bin. Returns ``[B, N]``.
+def map_bins(features, responses, *, k: int = 5, seed: int = 0, pooled: bool = False,
+             predictions: bool = False, **fit_kwargs):
+    """Cross-validated r for every time bin. Returns ``[B, N]``; with ``predictions=True``,
+    ``(r [B, N], held-out predictions [B, S, N])``.
 
     ``features``: ``[B, S, D]`` (or a sequence of B arrays ``[S, D_b]``) — model features already
     mapped to each time bin; ``responses``: ``[S, N, B]`` trial-averaged. Bin ``b`` is scored by
@@ -213,5 +215,7 @@ def map_bins(features, responses, *, k: int = 5, seed: int = 0, pooled: bool = F
         raise NeuralDataError(f"need responses [S, N, B] and features for each of its B bins; got responses "
                               f"{responses.shape} and features for {len(features)} bins")
     splits = folds(responses.shape[0], k, seed)
-    return np.stack([_score(*_check_xy(features[b], responses[:, :, b]), splits, pooled, fit_kwargs)[0]
-                     for b in range(responses.shape[2])])
+    scored = [_score(*_check_xy(features[b], responses[:, :, b]), splits, pooled, fit_kwargs)
+              for b in range(responses.shape[2])]
+    r = np.stack([x[0] for x in scored])
+    return (r, np.stack([x[1] for x in scored])) if predictions else r

@@ -105,11 +105,12 @@ def map_regions(net, images, recordings, regions: dict[str, dict], *, method: st
         search, best = {}, None
         for lat in v["latencies"]:
             feats = bin_activity(activity[v["area"]], maps[(r, lat)].weights(steps)).astype(np.float64)
-            r_nb = regression.map_bins(feats, mean, k=folds, seed=seed, **fit_kwargs)  # [B, N]
+            r_nb, pred = regression.map_bins(feats, mean, k=folds, seed=seed, predictions=True,
+                                             **fit_kwargs)  # [B, N], [B, S, N]
             search[lat] = float(np.nanmean(np.nan_to_num(r_nb, nan=0.0)))
             if best is None or search[lat] > search[best[0]]:
-                best = (lat, r_nb, feats)
-        lat, r_nb, feats = best
+                best = (lat, r_nb, pred)
+        lat, r_nb, pred = best
         per_bin = [stats.ceiled_score(r_nb[k], reliability[:, k], n_boot=n_boot, seed=seed) for k in range(len(b))]
         scores = {key: [_num(p.get(key)) for p in per_bin] for key in ("raw", "ceiling", "ceiled", "low", "high")}
         scores["n_neurons"] = int(mean.shape[1])
@@ -117,7 +118,7 @@ def map_regions(net, images, recordings, regions: dict[str, dict], *, method: st
                              "latency_search": {f"{k:g}": s for k, s in search.items()} if len(search) > 1 else None,
                              "bins": b.tolist(), "scores": {"mapping": scores}}
         if keep_examples:
-            out["examples"][r] = _examples(feats, mean, rec, ids, folds, seed, fit_kwargs, keep_examples)
+            out["examples"][r] = _examples(pred, mean, rec, ids, folds, seed, keep_examples)
     return out
 
 
@@ -125,15 +126,14 @@ def _num(x):
     return None if x is None or not np.isfinite(x) else float(x)
 
 
-def _examples(feats, mean, rec, ids, folds, seed, fit_kwargs, k):
-    """Held-out predictions of the first fold for ``k`` example neurons (the most reliable ones
-    are not singled out: the first ``k``), for the report's PSTH plot."""
+def _examples(pred, mean, rec, ids, folds, seed, k):
+    """The cross-validated predictions ``pred`` [B, S, N] on the first fold's held-out images for
+    ``k`` example neurons (the first ``k``; the most reliable ones are not singled out), for the
+    report's PSTH plot."""
     from . import regression
 
-    train, test = regression.folds(len(ids), folds, seed)[0]
+    _, test = regression.folds(len(ids), folds, seed)[0]
     neurons = np.arange(min(k, mean.shape[1]))
-    pred = np.stack([regression.fit_predict(feats[bn][train], mean[train][:, neurons, bn], feats[bn][test],
-                                            **fit_kwargs) for bn in range(feats.shape[0])], axis=-1)
-    return {"recorded": mean[test][:, neurons], "predicted": pred,
+    return {"recorded": mean[test][:, neurons], "predicted": pred[:, test][:, :, neurons].transpose(1, 2, 0),
             "neuroid_id": np.asarray(rec["neuroid_id"].values).astype(str)[neurons],
             "stimulus_id": np.asarray(ids)[test]}
