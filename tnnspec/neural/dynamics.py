@@ -186,7 +186,8 @@ class DynamicsTask(Task):
                 model.heads[r].bias.copy_((ym - fm @ w).float())
         model.train(was)
 
-    def _loss(self, model, idx: torch.Tensor) -> torch.Tensor:
+    def _loss(self, model, idx: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """(the loss on images ``idx``, the predictions it was computed from)."""
         x = self.inputs[idx].to(self.device)
         if self.task_weight > 0:
             preds, readouts = model(x, readouts=True)
@@ -200,10 +201,10 @@ class DynamicsTask(Task):
             logits = readouts[self.readout].float()
             loss = loss + self.task_weight * temporal_cross_entropy(
                 logits, self.labels[idx].to(self.device), self.time_weights.to(self.device))
-        return loss
+        return loss, preds
 
     def loss(self, model, indices):
-        return self._loss(model, self.train_idx[indices]), 0.0
+        return self._loss(model, self.train_idx[indices])[0], 0.0
 
     def validate(self, model) -> dict | None:
         if len(self.val_idx) < 3:
@@ -211,9 +212,10 @@ class DynamicsTask(Task):
         was = model.training
         model.eval()
         try:
-            with torch.no_grad():
-                loss = float(self._loss(model, self.val_idx))
-                preds = predict(model, self.inputs[self.val_idx], self.device)
+            with torch.no_grad():  # one forward pass gives the loss and the predictions
+                loss, preds = self._loss(model, self.val_idx)
+                loss = float(loss)
+                preds = {r: p.float().cpu().numpy() for r, p in preds.items()}
         finally:
             model.train(was)
         from .stats import pearson_columns
