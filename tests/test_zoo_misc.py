@@ -1,12 +1,12 @@
 """Zoo graphs: ConvRNNs (Nayebi et al.), Feedback Network (Zamir et al.), Reynolds-Heeger
-normalization model of attention, the Markov 2014 macaque graph and "What and where"
-(Chikkerur et al.).
+normalization model of attention, the Markov 2014 and Felleman-Van Essen 1991 macaque graphs and
+"What and where" (Chikkerur et al.).
 
 Every file validates strictly, compiles and runs forward + backward at batch 2 (big models
 shrunk: smaller images, fewer channels). Model-specific checks: ConvRNN arrival steps against
 tnn's unroll rule (computed here from the node depths, and measured by perturbing the image);
 the five rgc_intermediate feedback edges; contrast gain vs response gain in Reynolds-Heeger;
-the macaque file is exactly what its generator writes from the shipped CSVs.
+the macaque files are exactly what their generators write from the shipped CSVs.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ SHALLOW_CELLS = {
 SHALLOW = [GRAPHS / f"convrnn_shallow_{c}.yaml" for c in SHALLOW_CELLS]
 INTERMEDIATE = GRAPHS / "convrnn_intermediate_rgc.yaml"
 OTHERS = [GRAPHS / f"{n}.yaml" for n in
-          ("feedback_net_48", "reynolds_heeger", "macaque_markov2014", "what_where_attention")]
+          ("feedback_net_48", "reynolds_heeger", "macaque_markov2014", "macaque_fv91",
+           "what_where_attention")]
 FILES = SHALLOW + [INTERMEDIATE] + OTHERS
 MODELINE = "# yaml-language-server: $schema=../schemas/tnnspec.schema.json"
 # per file: (image side, channel divisor) used to keep the runs small
@@ -344,6 +345,56 @@ def test_macaque_edges_follow_the_data():
             assert "typed by the hierarchy" in e.description
     assert by_sln >= 0.7 * (len(edges) - 1)
     assert [e for e in spec.edges if e.type == "attention"] == [edges[("8l", "V4")]]  # FLN(8m -> V4) = 0
+
+
+# ------------------------------------------------------------------ Felleman & Van Essen 1991
+FV91 = GRAPHS / "macaque_fv91.yaml"
+FV91_DATA = ROOT / "data" / "macaque" / "negyessy2006"
+FV91_FILES = ["negyessy2006_macaque_visuotactile_nodes.csv", "negyessy2006_macaque_visuotactile_edges.csv",
+              "LICENSE-igraphdata-macaque-CC-BY-SA-2.0-UK.txt"]
+
+
+def test_fv91_file_is_what_the_generator_writes():
+    mod = runpy.run_path(str(ROOT / "tools" / "make_fv91_graph.py"))
+    assert mod["build"](FV91_DATA) == FV91.read_text(), "run tools/make_fv91_graph.py"
+    assert mod["main"](["--check"]) == 0
+
+
+def test_fv91_data_copy_and_licence():
+    assert all((FV91_DATA / n).is_file() for n in FV91_FILES)
+    licence = (FV91_DATA / FV91_FILES[-1]).read_text()
+    assert "Attribution-Share Alike 2.0 UK" in licence and "Négyessy" in licence
+    readme = (ROOT / "data" / "macaque" / "README.md").read_text()
+    assert FV91_FILES[-1] in readme and "Felleman" in readme
+    assert "CC BY-SA 2.0 UK" in FV91.read_text().split("tnnspec:")[0]  # the graph file says its licence
+    shared = ROOT.parent / "shared" / "data" / "macaque" / "negyessy2006"
+    if shared.is_dir():  # the copy is unchanged
+        for n in FV91_FILES:
+            assert (shared / n).read_bytes() == (FV91_DATA / n).read_bytes(), n
+
+
+def test_fv91_areas_levels_and_edge_types_follow_the_data():
+    spec = tnnspec.load(FV91, strict=True)
+    with open(FV91_DATA / FV91_FILES[0], newline="") as f:
+        visual = {r["area"] for r in csv.DictReader(f) if r["modality"] == "visual"}
+    rename = {"MSTd/p": "MSTd", "46": "area46"}
+    assert set(spec.areas) == {rename.get(a, a) for a in visual} and len(spec.areas) == 30
+    with open(FV91_DATA / FV91_FILES[1], newline="") as f:
+        data = {(rename.get(r["source"], r["source"]), rename.get(r["target"], r["target"]))
+                for r in csv.DictReader(f)}
+    edges = {(e.source, e.target): e for e in spec.edges if e.source != "image"}
+    assert set(edges) == {(s, t) for s, t in data if s in spec.areas and t in spec.areas}
+    assert len(edges) == 335
+    # a few levels of FV91's Figure 4, read off the figure independently of the generator's table
+    for area, level in {"V1": 1, "V2": 2, "VP": 3, "V3A": 4, "MT": 5, "V4": 5, "VOT": 6, "LIP": 7,
+                        "PITv": 7, "FEF": 8, "7a": 8, "AITd": 9, "STPa": 9, "TF": 10, "area46": 10}.items():
+        assert spec.areas[area].level == level, area
+    for (s, t), e in edges.items():
+        ls, lt = spec.areas[s].level, spec.areas[t].level
+        assert e.type == ("feedforward" if lt > ls else "feedback" if lt < ls else "lateral"), (s, t)
+        assert e.weight == 1
+    kinds = {k: sum(e.type == k for e in edges.values()) for k in ("feedforward", "feedback", "lateral")}
+    assert all(kinds.values()) and f"feedforward ({kinds['feedforward']})" in spec.description
 
 
 # ------------------------------------------------------------------ What and where
