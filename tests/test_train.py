@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from checkpoint_helpers import assert_same_checkpoint
 from safetensors.torch import load_file
 
 import tnnspec
@@ -14,7 +15,13 @@ from tnnspec.train import checkpoint as ckpt
 from tnnspec.train.__main__ import main as train_main
 from tnnspec.train.data import OccludedDigits
 from tnnspec.train.evaluate import evaluate, format_table
-from tnnspec.train.trainer import Trainer, epoch_order, load_for_eval, train, with_overrides
+from tnnspec.train.trainer import (
+    Trainer,
+    epoch_order,
+    load_for_eval,
+    train,
+    with_overrides,
+)
 
 SPEC = """\
 tnnspec: "1.0"
@@ -115,17 +122,6 @@ def _weights(out: Path) -> dict[str, torch.Tensor]:
     return load_file(str(out / ckpt.WEIGHTS))
 
 
-def _assert_same_state(a: Path, b: Path) -> None:
-    wa, wb = _weights(a), _weights(b)
-    assert wa.keys() == wb.keys()
-    for k in wa:
-        assert torch.equal(wa[k], wb[k]), k  # bit-exact
-    oa, ob = load_file(str(a / ckpt.OPTIM)), load_file(str(b / ckpt.OPTIM))
-    assert oa.keys() == ob.keys() and all(torch.equal(oa[k], ob[k]) for k in oa)
-    pa, pb = ckpt.read_meta(a / ckpt.META)["position"], ckpt.read_meta(b / ckpt.META)["position"]
-    assert pa == pb
-
-
 def test_resume_gives_bit_identical_weights(spec, data, tmp_path, monkeypatch):
     kw = dict(progress=False, dataset=data["train"], val_dataset=data["val"])  # 4 steps per epoch
     straight, split, interrupted = tmp_path / "straight", tmp_path / "split", tmp_path / "interrupted"
@@ -135,7 +131,7 @@ def test_resume_gives_bit_identical_weights(spec, data, tmp_path, monkeypatch):
     first = train(spec, _cfg(spec, epochs=3, max_steps=3), out_dir=split, **kw)
     assert first["step"] == 3 and ckpt.read_meta(split / ckpt.META)["position"]["batch"] == 3
     train(spec, _cfg(spec, epochs=3, max_steps=6), out_dir=split, resume=True, **kw)
-    _assert_same_state(straight, split)
+    assert_same_checkpoint(straight, split)
     steps = [e["step"] for e in _events(split) if e["event"] == "step"]
     assert steps == [1, 2, 3, 4, 5, 6]
 
@@ -154,7 +150,7 @@ def test_resume_gives_bit_identical_weights(spec, data, tmp_path, monkeypatch):
     assert ckpt.read_meta(interrupted / ckpt.META)["position"]["step"] == 4
     monkeypatch.setattr(Trainer, "step", real_step)
     train(spec, _cfg(spec, epochs=3, max_steps=6), out_dir=interrupted, resume=True, **kw)
-    _assert_same_state(straight, interrupted)
+    assert_same_checkpoint(straight, interrupted)
 
 
 def test_checkpoint_of_another_spec_is_refused(spec, spec_file, data, trained, tmp_path, capsys):

@@ -1,17 +1,25 @@
-"""Checkpoints: weights, optimiser state, RNG states and position, written atomically.
+"""Checkpoints: weights, optimiser state, RNG states and position, crash-safe.
 
-A checkpoint in ``DIR`` is three files:
+A checkpoint in ``DIR`` is:
 
-* ``checkpoint.safetensors`` — the network's weights (``state_dict``); its metadata holds the
-  spec hash and the optimiser step, so a bare weights file still says what it belongs to;
-* ``checkpoint.optim.safetensors`` — the optimiser's tensors (moments, momentum buffers, ...);
-* ``checkpoint.json`` — everything else: position (epoch, batch within the epoch, optimiser
+* ``checkpoint.json`` — the commit record: position (epoch, batch within the epoch, optimiser
   step), the optimiser's non-tensor state and param groups, RNG states (python, numpy, torch,
-  CUDA), the training settings, the spec hash and the tnnspec version.
+  CUDA), the training settings, the spec hash, the tnnspec version, and the names of the two
+  tensor files it belongs to;
+* ``checkpoint-<step>-<id>.safetensors`` — the network's weights (``state_dict``); its metadata
+  holds the spec hash and the optimiser step, so a bare weights file still says what it is;
+* ``checkpoint-<step>-<id>.optim.safetensors`` — the optimiser's tensors (moments, ...);
+* ``checkpoint.safetensors`` — a hard link to (or, where links are unsupported, a copy of) the
+  latest weights, for people and tools that open weights by that name.
 
-Each file is written to a temporary name and moved into place with :func:`os.replace`;
-the JSON file goes last and names the step of the two tensor files, so a half-written
-checkpoint is detected instead of silently loaded.
+Saving writes the new tensor files *beside* the previous checkpoint's (each to a temporary name,
+flushed to disk, then renamed), then replaces ``checkpoint.json`` in one :func:`os.replace`:
+that rename is the switch. Only after it are the previous checkpoint's files removed. A process
+killed at any point leaves a ``checkpoint.json`` that names complete files: the new checkpoint
+once the switch happened, the previous one before. Leftovers of an interrupted save (temporary
+files, tensor files no record names) are removed by the next save. ``tests/test_checkpoint_kill.py``
+kills training runs with SIGKILL inside every stage of a save and checks that each resumed run
+ends bit-identical to an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ import hashlib
 import json
 import os
 import random
+import secrets
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -30,10 +40,16 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-WEIGHTS = "checkpoint.safetensors"
-OPTIM = "checkpoint.optim.safetensors"
+WEIGHTS = "checkpoint.safetensors"       # the latest weights under a fixed name (a link)
+OPTIM = "checkpoint.optim.safetensors"   # format-1 name of the optimiser file (read only)
 META = "checkpoint.json"
 FORMAT = 1
+_PREFIX = "checkpoint-"                  # checkpoint-<step>-<id>.safetensors / .optim.safetensors
+
+
+def _stage(name: str) -> None:
+    """Called after each stage of a save (``tests/test_checkpoint_kill.py`` kills the process
+    here); does nothing otherwise."""
 
 
 class CheckpointError(Exception):
@@ -59,13 +75,32 @@ def _version() -> str:
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
+def _fsync(path: str | Path) -> None:
+    """Flush a file (or a directory's entries) to disk; a no-op where the OS refuses."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _atomic(path: Path, write) -> None:
+    """Write ``path`` through a temporary file in the same folder, flushed, then renamed over it:
+    readers see the old file or the complete new one."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; use the usual permissions
+        _fsync(tmp)
+        _stage(f"written {path.name}")
         os.replace(tmp, path)
+        _fsync(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -77,8 +112,6 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
     def write(tmp):
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
 
     _atomic(path, write)
 
@@ -145,17 +178,22 @@ def _join_optimizer(tensors: dict[str, torch.Tensor], plain: dict) -> dict:
 def save_checkpoint(out_dir: str | Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
                     spec, position: dict, training: dict | None = None, rng: dict | None = None,
                     scheduler=None, metrics: dict | None = None, extra: dict | None = None) -> Path:
-    """Write the checkpoint into ``out_dir``; returns the path of the JSON file."""
+    """Write a complete checkpoint into ``out_dir`` beside the previous one and switch to it
+    atomically (see the module docstring); returns the path of the JSON record."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     digest = spec_hash(spec)
     step = str(position.get("step", 0))
+    stem = f"{_PREFIX}{int(step):08d}-{secrets.token_hex(4)}"
+    weights, optim = f"{stem}.safetensors", f"{stem}.optim.safetensors"
     meta = {"spec_hash": digest, "spec_name": spec.name, "step": step, "tnnspec_version": _version()}
-    _save_tensors(out / WEIGHTS, dict(model.state_dict()), meta)
+    _save_tensors(out / weights, dict(model.state_dict()), meta)
+    _stage("weights")
     opt_plain = None
     if optimizer is not None:
         tensors, opt_plain = _split_optimizer(optimizer.state_dict())
-        _save_tensors(out / OPTIM, tensors, meta)
+        _save_tensors(out / optim, tensors, meta)
+        _stage("optimizer")
     record = {
         "format": FORMAT,
         "tnnspec_version": _version(),
@@ -163,17 +201,43 @@ def save_checkpoint(out_dir: str | Path, *, model: torch.nn.Module, optimizer: t
         "spec_name": spec.name,
         "spec_hash": digest,
         "position": dict(position),
-        "weights": WEIGHTS,
+        "weights": weights,
         "optimizer": None if optimizer is None else {
-            "type": type(optimizer).__name__, "tensors": OPTIM, **opt_plain},
+            "type": type(optimizer).__name__, "tensors": optim, **opt_plain},
         "scheduler": None if scheduler is None else scheduler.state_dict(),
         "rng": rng if rng is not None else capture_rng(),
         "training": training,
         "metrics": metrics or {},
         **(extra or {}),
     }
-    write_json_atomic(out / META, record)
+    write_json_atomic(out / META, record)  # the switch
+    _stage("switch")
+    _link_latest(out / weights, out / WEIGHTS)
+    _stage("link")
+    _remove_stale(out, keep={weights, optim})
+    _stage("clean")
     return out / META
+
+
+def _link_latest(target: Path, name: Path) -> None:
+    """Point ``name`` at ``target`` (a hard link, else a copy), replacing it atomically."""
+    def write(tmp):
+        os.unlink(tmp)
+        try:
+            os.link(target, tmp)
+        except OSError:  # a filesystem without hard links
+            shutil.copyfile(target, tmp)
+
+    _atomic(name, write)
+
+
+def _remove_stale(out: Path, keep: set[str]) -> None:
+    """Remove tensor files no record names and temporary files of interrupted saves."""
+    for p in out.iterdir():
+        stale_tensors = p.name.startswith(_PREFIX) and p.name.endswith(".safetensors") and p.name not in keep
+        stale_tmp = p.name.startswith(".checkpoint") and p.name.endswith(".tmp")
+        if stale_tensors or stale_tmp or p.name == OPTIM:
+            p.unlink(missing_ok=True)
 
 
 def resolve(path: str | Path) -> tuple[Path, Path | None]:
@@ -181,6 +245,11 @@ def resolve(path: str | Path) -> tuple[Path, Path | None]:
     p = Path(path)
     if p.is_dir():
         weights, meta = p / WEIGHTS, p / META
+        if meta.is_file():
+            try:
+                weights = p / json.loads(meta.read_text()).get("weights", WEIGHTS)
+            except (OSError, ValueError):
+                pass
     elif p.suffix == ".json":
         meta = p
         weights = p.parent / WEIGHTS

@@ -379,9 +379,9 @@ def train(spec, cfg: Training | None = None, out_dir: str | Path | None = "runs"
           log_every: int = 1, checkpoint_every: int | None = None, dataset=None, val_dataset=None,
           steps: int | None = None, network_options: dict | None = None, task: Task | None = None) -> dict:
     """Train ``spec`` with ``cfg`` (default: the spec's ``training:`` section) and return the final
-    metrics. Writes ``out_dir/metrics.jsonl`` and a checkpoint (``checkpoint.safetensors`` and
-    ``checkpoint.json``) at every epoch end, every ``checkpoint_every`` steps, at the end and on
-    Ctrl-C. ``resume=True`` continues from the checkpoint in ``out_dir`` (refused if it was written
+    metrics. Writes ``out_dir/metrics.jsonl`` and a crash-safe checkpoint (``checkpoint.json``,
+    the tensor files it names, ``checkpoint.safetensors``: see :mod:`tnnspec.train.checkpoint`)
+    at every epoch end, every ``checkpoint_every`` steps, at the end and on Ctrl-C. ``resume=True`` continues from the checkpoint in ``out_dir`` (refused if it was written
     for another spec). ``dataset``/``val_dataset`` replace the built-in data (``val_dataset=False``:
     no validation). ``out_dir=None`` writes nothing. ``network_options`` go to
     :func:`tnnspec.compile` (e.g. ``{"checkpoint": "recursive"}`` for long unrolls). Under
