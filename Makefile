@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	@command -v dot >/dev/null 2>&1 || { echo "installing graphviz (dot)"; \
 	  (apt-get update -qq && apt-get install -y -qq graphviz) >/dev/null 2>&1 || \
 	  echo "warning: could not install graphviz; rendering to images will be unavailable"; }
+	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium (browser tests of tnnspec view)"; \
+	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium) >/dev/null 2>&1 || \
+	  echo "warning: could not install chromium; the browser tests of tnnspec view will be skipped"; }
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
@@ -36,7 +39,7 @@ schema: setup
 	TNNSPEC_DISABLE_PLUGINS=1 $(BIN)/tnnspec schema -o schemas/tnnspec.schema.json
 
 docs: setup
-	TNNSPEC_DISABLE_PLUGINS=1 $(BIN)/tnnspec docs --only tnnspec --update docs/spec.md docs/cells.md
+	TNNSPEC_DISABLE_PLUGINS=1 $(BIN)/tnnspec docs --only tnnspec --update docs/spec.md docs/cells.md docs/learning_rules.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -19,7 +19,14 @@ import tnnspec
 from tnnspec.graph.checks import edge_names
 from tnnspec.graph.plan import build_plan
 from tnnspec.graph.timing import edge_delays
-from tnnspec.render import RenderError, area_graph, hierarchy_levels, render, text_summary, unrolled
+from tnnspec.render import (
+    RenderError,
+    area_graph,
+    hierarchy_levels,
+    render,
+    text_summary,
+    unrolled,
+)
 from tnnspec.render.output import NO_DOT
 from tnnspec.render.unrolled import cell_name, read_edge_id
 
@@ -148,7 +155,7 @@ def test_every_area_input_and_edge_appears(spec):
 
 
 def test_hierarchy_bottom_to_top_one_rank_per_level(spec):
-    d = parse(area_graph(spec))
+    d = parse(area_graph(spec, layout="dot"))
     assert d.graph["rankdir"] == "BT" and d.graph["newrank"] == "true"
     levels = hierarchy_levels(spec)
     distinct = sorted(set(levels.values()))
@@ -168,7 +175,7 @@ def test_hierarchy_bottom_to_top_one_rank_per_level(spec):
 
 
 def test_every_top_down_edge_has_constraint_false(spec):
-    d = parse(area_graph(spec))
+    d = parse(area_graph(spec, layout="dot"))
     levels = hierarchy_levels(spec)
     names = edge_names(spec)
     for i, e in enumerate(spec.edges):
@@ -416,6 +423,8 @@ def test_readme_images_script_is_wired(has_dot, tmp_path):
     written = mod["render_all"](ROOT / "graphs", tmp_path)
     names = {p.name for p in written}
     assert {"ventral4_graph.svg", "ventral4_graph.png", "ventral4_unrolled.svg", "ventral4_unrolled.png"} <= names
+    assert {"macaque_markov2014_graph.svg", "macaque_markov2014_graph.png"} <= names  # area graph only
+    assert not any(n.startswith("macaque_markov2014_unrolled") for n in names)
 
 
 def test_no_dot_on_path_is_really_simulated(monkeypatch):

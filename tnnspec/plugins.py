@@ -1,9 +1,9 @@
-"""Plugins: cells and ops from other packages, found through Python entry points.
+"""Plugins: cells, ops and learning rules from other packages, found through Python entry points.
 
 A package adds components without editing tnnspec: it registers each one (its parameters
 model and its torch builder, :func:`register_cell` / :func:`register_op`) in a module that it
-names under the entry-point group ``tnnspec.cells`` or ``tnnspec.ops`` of its
-``pyproject.toml``::
+names under the entry-point group ``tnnspec.cells``, ``tnnspec.ops`` or ``tnnspec.learning_rules``
+(:func:`register_learning_rule`, docs/learning_rules.md) of its ``pyproject.toml``::
 
     [project.entry-points."tnnspec.cells"]
     leaky_tanh = "tnnspec_example_plugin"          # a module: importing it registers
@@ -24,7 +24,9 @@ What a plugin module imports from here (no torch): :class:`CellParams`, :class:`
 :func:`register_cell`, :func:`register_op`, :class:`ShapeError`, :class:`ShapeContext`,
 :func:`require_map` and :func:`pair`. Its torch builders subclass
 :class:`tnnspec.compile.registry.Cell` (or return an ``nn.Module`` for an op, given
-:class:`tnnspec.compile.registry.OpContext`).
+:class:`tnnspec.compile.registry.OpContext`). A learning rule registers a :class:`LearningRuleParams`
+with :func:`register_learning_rule`; its builder returns a
+:class:`tnnspec.train.learning_rules.LearningRule`.
 """
 
 from __future__ import annotations
@@ -35,13 +37,14 @@ import threading
 from dataclasses import dataclass, field
 from importlib import metadata
 
-from .spec.components import (REGISTRY, CellParams, OpParams, ShapeContext, ShapeError, pair, register_cell,
-                              register_op, registering_as, require_map)
+from .spec.components import (REGISTRY, CellParams, LearningRuleParams, OpParams, ShapeContext, ShapeError, pair,
+                              register_cell, register_learning_rule, register_op, registering_as, require_map)
 
-GROUPS = ("tnnspec.cells", "tnnspec.ops")
+GROUPS = ("tnnspec.cells", "tnnspec.ops", "tnnspec.learning_rules")
 DISABLE_ENV = "TNNSPEC_DISABLE_PLUGINS"
 
-__all__ = ["CellParams", "OpParams", "register_cell", "register_op", "ShapeError", "ShapeContext",
+__all__ = ["CellParams", "OpParams", "LearningRuleParams", "register_cell", "register_op", "register_learning_rule",
+           "ShapeError", "ShapeContext",
            "require_map", "pair", "load_plugins", "plugins", "PluginError", "Plugin", "distribution_installed",
            "GROUPS", "DISABLE_ENV"]
 

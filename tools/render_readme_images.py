@@ -1,8 +1,10 @@
 """Regenerate the pictures in docs/images/ from graphs/*.yaml, so README pictures never drift.
 
 For every graph file ``graphs/<name>.yaml`` this writes ``docs/images/<name>_graph.{svg,png}``
-(the area graph) and ``docs/images/<name>_unrolled.{svg,png}`` (the space-time picture).
-Needs graphviz's ``dot`` program.
+(the area graph) and ``docs/images/<name>_unrolled.{svg,png}`` (the space-time picture); for
+the large graphs of ``GRAPH_ONLY`` (the macaque cortex) only the area graph, plus the extra
+views of ``VIEWS`` (``docs/images/<name>_<view>_graph.{svg,png}``: the README's first picture
+is ``macaque_fv91_top3_graph.svg``). Needs graphviz's ``dot`` program.
 
     .venv/bin/python tools/render_readme_images.py [--graphs DIR] [--out DIR]
 """
@@ -16,16 +18,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import tnnspec  # noqa: E402
-from tnnspec.render import RenderError, area_graph, render, unrolled  # noqa: E402
+import tnnspec
+from tnnspec.render import RenderError, area_graph, render, unrolled
 
-
-README_GRAPHS = ("ventral4", "cornet_rt")
+GRAPH_ONLY = ("macaque_markov2014", "macaque_fv91")
+VIEWS = {"macaque_fv91": {"top3": {"top_k": 3}}}  # extra area-graph pictures: view -> area_graph options
+README_GRAPHS = ("ventral4", "cornet_rt", *GRAPH_ONLY)
 
 
 def render_all(graphs: Path, out: Path, names=README_GRAPHS) -> list[Path]:
     """Render the graphs ``names`` (file stems in ``graphs``; None: every graph file, include
-    fragments ``_*.yaml`` excepted) into ``out``; returns the files written."""
+    fragments ``_*.yaml`` excepted) into ``out``; returns the files written. Graphs named in
+    ``GRAPH_ONLY`` get the area graph only."""
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     paths = sorted(p for p in Path(graphs).glob("*.yaml") if not p.name.startswith("_"))
@@ -33,9 +37,15 @@ def render_all(graphs: Path, out: Path, names=README_GRAPHS) -> list[Path]:
         paths = [p for p in paths if p.stem in names]
     for path in paths:
         spec = tnnspec.load(path)
-        for kind, picture in (("graph", area_graph(spec)), ("unrolled", unrolled(spec))):
+        pictures = [("graph", area_graph(spec))]
+        pictures += [(f"{view}_graph", area_graph(spec, **options)) for view, options in VIEWS.get(path.stem, {}).items()]
+        if path.stem not in GRAPH_ONLY:
+            pictures.append(("unrolled", unrolled(spec)))
+        for kind, picture in pictures:
             for suffix in ("svg", "png"):
-                written.append(render(picture, out / f"{path.stem}_{kind}.{suffix}"))
+                # the cortex-scale pictures are large: their PNGs at 96 dpi (the SVGs are exact)
+                dpi = 96 if path.stem in GRAPH_ONLY else 144
+                written.append(render(picture, out / f"{path.stem}_{kind}.{suffix}", dpi=dpi))
     return written
 
 

@@ -15,6 +15,7 @@ from .fit import add_compare_parser, add_fit_parser
 from .interop import add_import_parser
 from .train import add_evaluate_parser, add_train_parser
 from .upgrade import add_upgrade_parser
+from .view import add_view_parser
 
 
 def _print_diagnostics(diags: list[Diagnostic], strict: bool, stream) -> int:
@@ -123,6 +124,26 @@ def cmd_summary(args) -> int:
     return 0
 
 
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text}")
+    return value
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
+
+
 def cmd_render(args) -> int:
     from .. import render
 
@@ -132,7 +153,21 @@ def cmd_render(args) -> int:
     if args.format == "text":
         print(render.text_summary(spec))
         return 0
-    graph = render.unrolled(spec, steps=args.steps) if args.unrolled else render.area_graph(spec, detail=args.detail)
+    picture_options = [opt for opt, value in (("--min-weight", args.min_weight), ("--top-k", args.top_k),
+                                              ("--rows", args.rows), ("--layout", args.layout),
+                                              ("--weight-scale", args.weight_scale)) if value is not None]
+    if args.unrolled and picture_options:
+        print(f"error: {', '.join(picture_options)}: only for the area graph, not with --unrolled", file=sys.stderr)
+        return 2
+    if args.rows is not None and args.layout == "dot":
+        print("error: --rows is an option of --layout rows, not of --layout dot", file=sys.stderr)
+        return 2
+    if args.unrolled:
+        graph = render.unrolled(spec, steps=args.steps)
+    else:
+        graph = render.area_graph(spec, detail=args.detail, min_weight=args.min_weight, top_k=args.top_k,
+                                  layout=args.layout or "auto", rows=args.rows,
+                                  weight_scale=args.weight_scale or "auto")
     out = args.output or f"{Path(args.file).stem}{'_unrolled' if args.unrolled else ''}.svg"
     try:
         render.render(graph, out)
@@ -195,6 +230,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--unrolled", action="store_true", help="space-time picture: one column per step")
     r.add_argument("--steps", type=int, default=None, help="steps to draw with --unrolled")
     r.add_argument("--detail", action="store_true", help="add channels, size and cell to each area")
+    r.add_argument("--min-weight", type=_non_negative, default=None, metavar="W",
+                   help="hide edges whose |weight| is below W (edges from inputs stay)")
+    r.add_argument("--top-k", type=_at_least_one, default=None, metavar="K",
+                   help="keep only the K strongest incoming edges of each area (edges from inputs stay)")
+    r.add_argument("--layout", choices=("auto", "dot", "rows"), default=None,
+                   help="'rows': levels as rows, groups as column bands; 'dot': graphviz ranks; "
+                        "'auto' (default): rows above 8 areas or with fractional levels")
+    r.add_argument("--rows", type=_at_least_one, default=None, metavar="N",
+                   help="bin the levels into at most N rows (implies --layout rows)")
+    r.add_argument("--weight-scale", choices=("auto", "linear", "log"), default=None,
+                   help="line width by weight: 'auto' (default) is log when weights span over 1.5 decades")
     r.add_argument("--format", choices=("graph", "text"), default="graph", help="'text' prints to the terminal")
     r.set_defaults(fn=cmd_render)
 
@@ -220,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare_parser(sub)
     add_import_parser(sub)
     add_upgrade_parser(sub)
+    add_view_parser(sub)
     return p
 
 

@@ -13,23 +13,39 @@ def _fmt(shape) -> str:
     return "x".join(str(s) for s in shape) if shape else "?"
 
 
-def summary_text(spec: Spec, steps: int | None = None, show_plan: bool = True) -> str:
+def compiled(spec: Spec):
+    """The network the summary describes: the default passes, constants marked."""
     from .. import compile as compile_spec
     from ..compile.passes import DEFAULT
 
-    net = compile_spec(spec, optimize=(*DEFAULT, "share_constants"))  # the default passes, constants marked
+    return compile_spec(spec, optimize=(*DEFAULT, "share_constants"))
+
+
+def edge_parameters(net, plan) -> list[int]:
+    """The parameter count of each edge of the spec, in order."""
+    return [_count(net.edges[name]) for name in plan.edge_names]
+
+
+def area_parameters(spec: Spec, net, plan) -> dict[str, int]:
+    """The parameter count of each area, its incoming edges' included (the summary's column)."""
+    counts = {name: _count(net.areas[name]) for name in spec.areas}
+    for e, n in zip(spec.edges, edge_parameters(net, plan)):
+        counts[e.target] += n
+    return counts
+
+
+def summary_text(spec: Spec, steps: int | None = None, show_plan: bool = True) -> str:
+    net = compiled(spec)
     plan = net.plan_for(steps)
     shapes = plan.shapes
-    edge_params: dict[str, int] = {a: 0 for a in spec.areas}
-    for i, e in enumerate(spec.edges):
-        edge_params[e.target] += _count(net.edges[plan.edge_names[i]])
+    params = area_parameters(spec, net, plan)
     rows = [("area", "level", "cell", "drive -> output", "params (area+in-edges)", "arrival")]
     for name, area in spec.areas.items():
         level = "" if area.level is None else f"{area.level:g}"
         arrival = plan.arrival[name]
         rows.append((name, level, area.cell.name,
                      f"{_fmt(shapes.drive.get(name))} -> {_fmt(shapes.output.get(name))}",
-                     f"{_count(net.areas[name]) + edge_params[name]:,}",
+                     f"{params[name]:,}",
                      "never" if arrival is None else str(arrival)))
     for name, r in spec.readouts.items():
         rows.append((f"readout:{name}", "", "", f"{_fmt(shapes.output.get(r.source))} -> "

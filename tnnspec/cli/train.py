@@ -25,11 +25,13 @@ def load_training_file(path: str | Path):
     located diagnostics."""
     from pydantic import ValidationError
 
+    from ..plugins import plugins
     from ..spec.diagnostics import Diagnostic, SpecError
     from ..spec.errors import translate
     from ..spec.source import LMap, read_file
     from ..spec.training import Training
 
+    plugins()  # a plugin's learning rule may be named (a failed plugin is reported with the spec)
     tree = read_file(path)
     if not isinstance(tree, LMap):
         raise SpecError([Diagnostic(str(path), 1, 1, "error",
@@ -62,6 +64,19 @@ def dataset_problem(name: str) -> str | None:
             "(register more with tnnspec.train.data.register_dataset)")
 
 
+def learning_rule_problem(name: str) -> str | None:
+    """Why ``name`` is not a registered learning rule (None when it is one)."""
+    from ..plugins import plugins
+    from ..spec.components import LEARNING_RULES
+    from ..spec.diagnostics import did_you_mean
+
+    plugins()  # (loads them; a failed plugin was reported with the spec)
+    if name in LEARNING_RULES:
+        return None
+    return (f"unknown learning rule '{name}'{did_you_mean(name, LEARNING_RULES)}; known: "
+            f"{', '.join(sorted(LEARNING_RULES))} (docs/learning_rules.md)")
+
+
 def _settings(args):
     """(spec, Training) from the spec file, --config and the options; None after printing errors."""
     from pydantic import ValidationError
@@ -87,6 +102,13 @@ def _settings(args):
                      readout=args.readout, batch_size=getattr(args, "batch_size", None))
     if hasattr(args, "epochs"):  # train
         overrides.update(epochs=args.epochs, max_steps=args.max_steps, lr=args.lr)
+    rule = getattr(args, "learning_rule", None)
+    if rule is not None:  # the named rule with its default parameters
+        problem = learning_rule_problem(rule)
+        if problem:
+            print(f"error: --learning-rule: {problem}", file=sys.stderr)
+            return None
+        overrides["learning_rule"] = {"type": rule}
     try:
         cfg = with_overrides(cfg, **overrides)
     except ValidationError as exc:
@@ -184,6 +206,9 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
                         "(memory grows with log T; for long unrolls)")
     p.add_argument("--share-constants", action="store_true",
                    help="compute input-independent updates once per batch (equal to float rounding)")
+    p.add_argument("--learning-rule", metavar="NAME",
+                   help="learning rule, with its default parameters (replaces the file's): backprop, truncated, "
+                        "feedback_alignment, sign_symmetry, kolen_pollack, direct_feedback_alignment, or a plugin's")
     p.add_argument("--log-every", type=int, default=1, metavar="N", help="log every N steps (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(fn=cmd_train)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from ..spec import cells as P
 from ..spec.components import pair
-from . import passes
+from . import feedback, passes
 from .fusion import conv_norm
 from .inplace import relu_of_new
 from .packing import Conv2d
@@ -66,6 +66,7 @@ def fused_conv(convs: list[SameConv2d], x: Tensor) -> tuple[Tensor, ...]:
     if len(convs) == 1:
         return (convs[0](x),)
     weight = torch.cat([c.weight for c in convs])
+    feedback.derive(weight, [c.weight for c in convs])  # (a learning rule's feedback weights, if any)
     bias = None if convs[0].bias is None else torch.cat([c.bias for c in convs])
     out = convs[0].conv_with(x, weight, bias)
     return out.split([c.out_channels for c in convs], dim=1)

@@ -24,7 +24,7 @@ from ..graph.perturb import NO_PERTURBATIONS, Perturbations, parse
 from ..graph.plan import AreaStep, Plan, build_plan
 from ..spec.components import ShapeContext
 from ..spec.models import Normalization, Spec
-from . import kept, passes, torch_compat
+from . import feedback, kept, passes, torch_compat
 from .bisection import run_bisected
 from .modules import AreaModule, DivisiveTerm, EdgeModule, ReadoutModule, gain_view
 from .packing import clear, mark_zero
@@ -203,7 +203,8 @@ class Network(nn.Module):
         shared = plan.constant > 0 and "share_constants" in self.passes and shares_constants(self, batch, hooked)
         if shared:
             zero.one = _Zeros(1, dtype, device, zero.marked)
-        run = _RunContext(plan, xs, zero, shared, self._clamps(plan, clamps, batch, dtype, device))
+        run = _RunContext(plan, xs, zero, shared, self._clamps(plan, clamps, batch, dtype, device),
+                          tap=feedback.tap())
         emitted = self._range(_Carry({}, {}, {}, {}), run)
         steps = range(plan.steps) if plan.emit is None else plan.emit
         readouts = {n: torch.stack([emitted[t][1][n] for t in steps]) for n in plan.readouts}
@@ -274,6 +275,8 @@ class Network(nn.Module):
                 y = area.probe(kept_terms[("output", s.area)])
             else:
                 y = self._update(s, t, run, current, past, states, kept_terms)
+            if run.tap is not None:  # a learning rule's training step (direct feedback alignment)
+                run.tap.output(s.area, t, y)
             current[s.area] = run.clamps[s.area] if s.clamp else y
             computed.add(s.area)
         for name in plan.order:
@@ -282,7 +285,8 @@ class Network(nn.Module):
         heads = {}
         for name in plan.heads[t]:
             source = plan.readouts[name][0]
-            heads[name] = (_full(self.readouts[name](current[source], t), zero.batch) if source in computed
+            x = current[source] if run.tap is None else current[source].detach()
+            heads[name] = (_full(self.readouts[name](x, t), zero.batch) if source in computed
                            else zero("readout:" + name, plan.shapes.readout[name]))
         return current, states, kept_terms, heads
 
@@ -313,6 +317,8 @@ class Network(nn.Module):
                     source = zero("out:" + r.source, plan.shapes.of(r.source))
                 else:
                     source = current[r.source] if r.at == t else past[(r.source, r.at)]
+                    if run.tap is not None and r.source != s.area:  # no backprop between areas
+                        source = source.detach()
                 y = self.edges[r.name](source, t)
                 if r.edge in plan.kept:
                     kept_terms[r.edge] = y
@@ -415,6 +421,7 @@ class _RunContext:
     shared: bool  # input-independent updates run at batch size 1 (share_constants)
     clamps: dict
     blanks: dict = field(default_factory=dict)
+    tap: feedback.Tap | None = None  # a learning rule's view of a training step (direct feedback alignment)
 
 
 def _sum(terms: list[torch.Tensor]) -> torch.Tensor:

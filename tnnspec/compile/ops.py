@@ -13,7 +13,7 @@ from torch import nn
 
 from ..spec import ops as P
 from ..spec.components import pair
-from . import passes
+from . import feedback, passes
 from .packing import Conv2d
 from .registry import OpContext, StepOp
 
@@ -62,8 +62,19 @@ def build_conv(p: P.Conv, ctx: OpContext) -> nn.Module:
     return Conv2d(c_in, c_out, padding=padding, **common)
 
 
+class ConvTranspose2d(nn.ConvTranspose2d):
+    """``nn.ConvTranspose2d`` (same parameters and names) that, inside a learning rule's training
+    step, passes the error to its input through the rule's feedback weights (:mod:`tnnspec.compile.feedback`)."""
+
+    def forward(self, input: torch.Tensor, output_size=None) -> torch.Tensor:
+        feedback_weights = feedback.matrix(self.weight) if output_size is None else None
+        if feedback_weights is not None:
+            return feedback.conv_transpose(self, input, feedback_weights)
+        return super().forward(input, output_size)
+
+
 def build_conv_transpose(p: P.ConvTranspose, ctx: OpContext) -> nn.Module:
-    return nn.ConvTranspose2d(ctx.in_shape[0], ctx.out_shape[0], kernel_size=pair(p.kernel),
+    return ConvTranspose2d(ctx.in_shape[0], ctx.out_shape[0], kernel_size=pair(p.kernel),
                               stride=pair(p.stride), padding=pair(p.padding),
                               output_padding=pair(p.output_padding), bias=p.bias)
 
@@ -290,5 +301,16 @@ def build_flatten(p: P.Flatten, ctx: OpContext) -> nn.Module:
     return nn.Flatten(start_dim=1)
 
 
+class Linear(nn.Linear):
+    """``nn.Linear`` (same parameters and names) that, inside a learning rule's training step,
+    passes the error to its input through the rule's feedback weights (:mod:`tnnspec.compile.feedback`)."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        feedback_weights = feedback.matrix(self.weight)
+        if feedback_weights is not None:
+            return feedback.linear(input, self.weight, self.bias, feedback_weights)
+        return F.linear(input, self.weight, self.bias)
+
+
 def build_linear(p: P.Linear, ctx: OpContext) -> nn.Module:
-    return nn.Linear(ctx.in_shape[0], ctx.out_shape[0], bias=p.bias)
+    return Linear(ctx.in_shape[0], ctx.out_shape[0], bias=p.bias)

@@ -39,8 +39,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from . import torch_compat
-from . import passes
+from . import feedback, passes, torch_compat
 from .kept import forget, kept, store
 
 _ZERO = "_tnnspec_all_zero"
@@ -79,6 +78,9 @@ class Conv2d(nn.Conv2d):
             total = self._zero_shortcut(x, weight, bias)
             if total is not None:
                 return self._conv_of_zeros(x, weight, bias, stride, total)
+        feedback_weights = feedback.matrix(weight)  # a learning rule's training step (compile.feedback)
+        if feedback_weights is not None:
+            return feedback.conv(self, x, weight, bias, stride, feedback_weights)
         how = "exact" if passes.on("packed_weights") else "fast" if passes.on("packed_weights_fast") else "off"
         if how != "off" and self._packable(x, weight, how):
             if how == "fast":

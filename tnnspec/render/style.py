@@ -17,6 +17,8 @@ normalization  dotted                   orange       tee
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 from ..graph.timing import edge_delay
@@ -101,18 +103,81 @@ def delay_is_unusual(spec: Spec, index: int, delay: int) -> bool:
     return delay > 1 or delay != default_delay_of(spec, index)
 
 
-def pen_scale(weight: float) -> float:
-    """Pen-width factor from an edge's ``weight`` (|weight| clamped to [0.3, 3])."""
-    return min(max(abs(weight), 0.3), 3.0)
+# pen width by weight: the factor on the type's pen width runs from WIDTH_MIN (weakest edge) to
+# WIDTH_MAX (strongest); no pen is thinner than PEN_MIN points
+WIDTH_MIN = 0.25
+WIDTH_MAX = 1.0
+PEN_MIN = 0.5
+LOG_DECADES = 1.5      # weight_scale="auto" is "log" when the weights span more decades than this
+WEIGHT_SCALES = ("auto", "linear", "log")
 
 
-def edge_style(spec: Spec, index: int, *, weights: bool = True) -> dict[str, str]:
-    """graphviz attributes for edge ``index`` (style, colour, arrowhead, pen width)."""
+@dataclass(frozen=True)
+class WidthScale:
+    """How edge weights become pen widths: ``kind`` is "none" (every weight alike: every edge
+    keeps its type's pen width), "linear" (width proportional to |weight|, the strongest edge
+    at ``WIDTH_MAX`` times its type's width) or "log" (width linear in log |weight| from
+    ``WIDTH_MIN`` at ``lo`` to ``WIDTH_MAX`` at ``hi``); ``lo``/``hi``: the smallest non-zero
+    and the largest |weight| of the spec's edges."""
+
+    kind: str
+    lo: float = 1.0
+    hi: float = 1.0
+    signed: bool = False  # some weight is negative: the legend says |weight|
+
+    def factor(self, weight: float) -> float:
+        w = abs(weight)
+        if self.kind == "none":
+            return 1.0
+        if w <= 0:
+            return WIDTH_MIN
+        if self.kind == "linear":
+            return max(WIDTH_MIN, WIDTH_MAX * w / self.hi)
+        t = (math.log10(w) - math.log10(self.lo)) / (math.log10(self.hi) - math.log10(self.lo))
+        return WIDTH_MIN + (WIDTH_MAX - WIDTH_MIN) * min(max(t, 0.0), 1.0)
+
+    def legend_text(self) -> str | None:
+        """``line width: weight, log scale, 0.01 … 0.98``; None when widths do not vary."""
+        if self.kind == "none":
+            return None
+        what = "|weight|" if self.signed else "weight"
+        return f"line width: {what}, {'log scale' if self.kind == 'log' else 'linear'}, {self.lo:.3g} … {self.hi:.3g}"
+
+
+def width_scale(spec: Spec, scale: str = "auto") -> WidthScale:
+    """The :class:`WidthScale` of ``spec``'s edge weights: ``scale`` is "linear", "log", or
+    "auto" (log when the non-zero |weights| span more than ``LOG_DECADES`` decades)."""
+    if scale not in WEIGHT_SCALES:
+        raise ValueError(f"weight_scale must be one of {', '.join(WEIGHT_SCALES)}, not {scale!r}")
+    weights = [abs(e.weight) for e in spec.edges]
+    nonzero = [w for w in weights if w > 0]
+    if not nonzero or len(set(weights)) == 1:
+        return WidthScale("none")
+    lo, hi = min(nonzero), max(nonzero)
+    signed = any(e.weight < 0 for e in spec.edges)
+    if scale == "auto":
+        scale = "log" if hi / lo > 10 ** LOG_DECADES else "linear"
+    if scale == "log" and hi == lo:
+        scale = "linear"
+    return WidthScale(scale, lo, hi, signed)
+
+
+def edge_style(spec: Spec, index: int, *, weights: bool = True, scale: WidthScale | None = None) -> dict[str, str]:
+    """graphviz attributes for edge ``index`` (style, colour, arrowhead, pen width). With
+    ``weights``, the pen width follows the edge's weight on ``scale`` (default: the spec's
+    :func:`width_scale`); an edge keeps its type's pen width when all weights are alike."""
     e = spec.edges[index]
     attrs = dict(LATERAL_BETWEEN if e.type == "lateral" and e.source != e.target else EDGE_STYLE[e.type])
-    if weights and e.weight != 1.0:
-        attrs["penwidth"] = f"{float(attrs['penwidth']) * pen_scale(e.weight):.2g}"
+    if weights:
+        scale = scale if scale is not None else width_scale(spec)
+        if scale.kind != "none":
+            attrs["penwidth"] = f"{max(PEN_MIN, float(attrs['penwidth']) * scale.factor(e.weight)):.2f}"
     return attrs
+
+
+def edge_strength(spec: Spec, index: int) -> float:
+    """What ``min_weight`` and ``top_k`` compare: the edge's |weight|."""
+    return abs(spec.edges[index].weight)
 
 
 def group_colours(spec: Spec) -> dict[str, tuple[str, str]]:

@@ -13,6 +13,8 @@ and its builder::
         kernel: int = Field(3, description="conv kernel size")
 
 Plugins register theirs the same way (see :mod:`tnnspec.plugins` and docs/spec.md, "Plugins").
+Learning rules (how a network learns: backprop, feedback alignment, ...) are components of a third
+kind, ``learning_rule``, registered with :func:`register_learning_rule` (docs/learning_rules.md).
 Validation, the JSON Schema, error suggestions and the generated docs follow the registry:
 :func:`tnnspec.spec.models.rebuild` rebuilds the models that hold cells and ops.
 
@@ -106,10 +108,20 @@ class CellParams(Params):
         return drive
 
 
-Kind = Literal["cell", "op"]
+class LearningRuleParams(Params):
+    """A learning rule: how the trainer turns a loss into parameter updates (the ``training:``
+    section's ``learning_rule``). Subclasses add ``type: Literal[name]``; the docstring gives the
+    update equation and the paper. The builder, ``builder(params)``, returns a
+    :class:`tnnspec.train.learning_rules.LearningRule` (the torch half)."""
+
+    name: ClassVar[str] = ""
+
+
+Kind = Literal["cell", "op", "learning_rule"]
 #: a torch builder: ``"package.module:Attribute"`` (imported when first compiled) or the callable.
 #: A cell's builder is called ``builder(params, drive_shape, out_shape, steps)`` and returns a
-#: :class:`tnnspec.compile.registry.Cell`; an op's ``builder(params, OpContext)`` returns a module.
+#: :class:`tnnspec.compile.registry.Cell`; an op's ``builder(params, OpContext)`` returns a module; a
+#: learning rule's ``builder(params)`` returns a :class:`tnnspec.train.learning_rules.LearningRule`.
 Builder = str | Callable[..., Any]
 COMPONENT_NAME = r"^[a-z][a-z0-9_]*$"
 BUILDER_PATH = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
@@ -138,6 +150,7 @@ class Registration:
 
 OPS: dict[str, type[OpParams]] = {}
 CELLS: dict[str, type[CellParams]] = {}
+LEARNING_RULES: dict[str, type[LearningRuleParams]] = {}
 REGISTRY: dict[tuple[Kind, str], Registration] = {}
 _state = {"version": 0, "origin": None}
 _resolved: dict[tuple[Kind, str], Callable[..., Any]] = {}
@@ -149,7 +162,10 @@ def registry_version() -> int:
 
 
 def _table(kind: Kind) -> dict:
-    return CELLS if kind == "cell" else OPS
+    return CELLS if kind == "cell" else OPS if kind == "op" else LEARNING_RULES
+
+
+_BASES = {"cell": CellParams, "op": OpParams, "learning_rule": LearningRuleParams}
 
 
 def register_cell(name: str, params: type[CellParams] | None = None, *, builder: Builder):
@@ -170,6 +186,14 @@ def register_op(name: str, params: type[OpParams] | None = None, *, builder: Bui
     return _register_or_decorate("op", name, params, builder)
 
 
+def register_learning_rule(name: str, params: type[LearningRuleParams] | None = None, *, builder: Builder):
+    """Register a learning rule: its parameters model (a :class:`LearningRuleParams` subclass that
+    declares ``type: Literal[name] = name``; its docstring gives the update equation and the paper)
+    and its torch builder, ``builder(params) -> tnnspec.train.learning_rules.LearningRule``; as
+    :func:`register_cell`."""
+    return _register_or_decorate("learning_rule", name, params, builder)
+
+
 def _register_or_decorate(kind: Kind, name: str, params, builder: Builder):
     if params is not None:
         return _register(kind, name, params, builder)
@@ -177,8 +201,8 @@ def _register_or_decorate(kind: Kind, name: str, params, builder: Builder):
 
 
 def _register(kind: Kind, name: str, cls: type, builder: Builder) -> type:
-    base = CellParams if kind == "cell" else OpParams
-    what = f"{kind} '{name}'"
+    base = _BASES[kind]
+    what = f"{kind.replace('_', ' ')} '{name}'"
     if not isinstance(name, str) or not re.match(COMPONENT_NAME, name):
         raise RegistrationError(f"{kind} name {name!r}: use lower-case letters, digits and '_', "
                                 "starting with a letter")
@@ -196,7 +220,7 @@ def _register(kind: Kind, name: str, cls: type, builder: Builder) -> type:
         raise RegistrationError(f"{what}: the class name '{cls.__name__}' is taken "
                                 f"{f'by {clash.kind} {clash.name!r}' if clash else 'in tnnspec.spec.models'} "
                                 "(the JSON Schema names its definitions after classes); rename the class")
-    if kind == "cell":
+    if kind in ("cell", "learning_rule"):
         field = cls.model_fields.get("type")
         if field is None or get_args(field.annotation) != (name,) or field.default != name:
             raise RegistrationError(f"{what}: the model must declare  type: Literal[{name!r}] = {name!r}")
@@ -290,6 +314,20 @@ class Builders(Mapping):
 
     def __len__(self) -> int:
         return len(_table(self.kind))
+
+
+class RegistryUnion:
+    """A union over a component registry, generated each time a model that holds it is built:
+    :func:`tnnspec.spec.models.rebuild` rebuilds those models after components are registered
+    (plugins), so that validation, the JSON Schema and error messages include them."""
+
+    @classmethod
+    def annotation(cls) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        return handler.generate_schema(cls.annotation())
 
 
 def pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:

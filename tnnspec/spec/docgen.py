@@ -1,4 +1,4 @@
-"""The cells and ops reference, generated from the component registry (``tnnspec docs``).
+"""The cells, ops and learning rules reference, generated from the component registry (``tnnspec docs``).
 
 Everything here comes from each component's registration: its name, its parameters model's
 docstring (the equations), its fields (name, default, constraints, description, allowed values),
@@ -10,7 +10,7 @@ lines, in reStructuredText literals (````x````, rendered as Markdown code):
 * the others are the full description: equations, then ``Parameters: ...`` (the torch parameter
   names), then ``Zero state: ...`` (the output at the first computed step; docs/cells.md shows it).
 
-docs/spec.md and docs/cells.md hold generated blocks between the lines
+docs/spec.md, docs/cells.md and docs/learning_rules.md hold generated blocks between the lines
 ``<!-- BEGIN tnnspec docs: NAME -->`` and ``<!-- END tnnspec docs: NAME -->``; :func:`update` rewrites them (``make docs``) and a test
 checks that they are current, so the docs of a new cell or op need no hand edits. No torch here.
 """
@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic.fields import FieldInfo
 
-from .components import BUILTIN, CELLS, OPS, REGISTRY, Kind, ShapeContext, ShapeError
+from .components import BUILTIN, CELLS, LEARNING_RULES, OPS, REGISTRY, Kind, ShapeContext, ShapeError
 
 #: a generated block: its markers are lines of their own
 BLOCK = re.compile(r"^(<!-- BEGIN tnnspec docs: ([\w-]+) -->\n)(.*?)^(<!-- END tnnspec docs: \2 -->)$", re.S | re.M)
@@ -105,7 +105,7 @@ def field_rows(model: type) -> list[tuple[str, str, str]]:
     ends ``(default: X)`` shows X; allowed values and bounds are added to the meaning."""
     rows = []
     for key, info in model.model_fields.items():
-        if key == "type" and kind_of(model) == "cell":
+        if key == "type" and kind_of(model) in ("cell", "learning_rule"):
             continue
         meaning = info.description or ""
         if info.is_required():
@@ -152,7 +152,7 @@ def drive_channels(cls: type) -> str:
 # ------------------------------------------------------------------ blocks
 def names(kind: Kind, origin: str | None = None) -> list[str]:
     """Registered names of one kind, in registration order; ``origin`` keeps one package's."""
-    table = CELLS if kind == "cell" else OPS
+    table = {"cell": CELLS, "op": OPS, "learning_rule": LEARNING_RULES}[kind]
     return [n for n in table if origin is None or REGISTRY[(kind, n)].origin == origin]
 
 
@@ -226,10 +226,40 @@ def ops_table(origin: str | None = None) -> str:
     return "\n".join(rows) + "\n"
 
 
+def learning_rule_table(origin: str | None = None) -> str:
+    rows = ["| rule | update | paper |", "|---|---|---|"]
+    for n in names("learning_rule", origin):
+        cls = LEARNING_RULES[n]
+        rows.append(f"| [`{n}`](#{n}) | {_cell(summary(cls))} | {_cell(paper(cls))} |")
+    return "\n".join(rows) + "\n"
+
+
+def paper(cls: type) -> str:
+    """The ``Paper:`` paragraph of a docstring, without the label."""
+    for p in paragraphs(cls):
+        if p.startswith("Paper:"):
+            return p.removeprefix("Paper:").strip()
+    return ""
+
+
+def learning_rule_sections(origin: str | None = None, level: int = 3) -> str:
+    """One section per learning rule: its docstring, then its keys (``type`` aside)."""
+    out = []
+    for n in names("learning_rule", origin):
+        cls = LEARNING_RULES[n]
+        text = (f"{'#' * level} `{n}`\n\n{_from('learning_rule', n)}"
+                + "\n\n".join(map(_wrap, paragraphs(cls))) + "\n")
+        table = _key_table(cls)
+        text += f"\n{table}" if table else "\nNo keys besides `type`.\n"
+        out.append(text)
+    return "\n".join(out)
+
+
 BLOCKS = {
     "cells": lambda origin: cell_summary_table(origin) + "\n" + cell_sections(origin),
     "cell-table": cell_zero_state_table,
     "ops": ops_table,
+    "learning-rules": lambda origin: learning_rule_table(origin) + "\n" + learning_rule_sections(origin),
 }
 
 
@@ -240,7 +270,7 @@ def _ready() -> None:
 
 
 def block(name: str, origin: str | None = None) -> str:
-    """The text of one generated block (``cells``, ``cell-table`` or ``ops``)."""
+    """The text of one generated block (``cells``, ``cell-table``, ``ops`` or ``learning-rules``)."""
     _ready()
     if name not in BLOCKS:
         raise DocsError(f"unknown generated block '{name}'; known: {', '.join(BLOCKS)}")
@@ -257,7 +287,8 @@ def update(text: str, origin: str | None = None) -> str:
 
 
 def reference(origin: str | None = None) -> str:
-    """A stand-alone Markdown page: every registered cell and op (the installed plugins' too)."""
+    """A stand-alone Markdown page: every registered cell, op and learning rule (the installed
+    plugins' too)."""
     _ready()
     title = "tnnspec cells and ops" + (f" from `{origin}`" if origin else "")
     out = [f"# {title}\n"]
@@ -265,4 +296,6 @@ def reference(origin: str | None = None) -> str:
         out.append("## Cells\n\n" + block("cells", origin))
     if names("op", origin):
         out.append("## Ops\n\n" + block("ops", origin))
+    if names("learning_rule", origin):
+        out.append("## Learning rules\n\n" + block("learning-rules", origin))
     return "\n".join(out)

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .components import CELLS, OPS
+from .components import CELLS, LEARNING_RULES, OPS
 from .diagnostics import Diagnostic, Pos, did_you_mean, one_of
 from .models import NAME_PATTERN, PACKAGE_PATTERN, RegistryUnion
 from .source import LList, LMap
@@ -224,6 +224,8 @@ def _union_kind(path: list) -> tuple[str, list[str]]:
     last = [p for p in path if isinstance(p, str)]
     if last and last[-1] == "cell":
         return "cell type", sorted(CELLS)
+    if last and last[-1] == "learning_rule":
+        return "learning rule", sorted(LEARNING_RULES)
     if last and last[-1] == "schedule":
         return "schedule type", ["on_off", "sequence", "static"]
     if last and last[-1] == "edges":

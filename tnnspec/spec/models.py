@@ -20,7 +20,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Fie
 
 from . import cells as _cells  # noqa: F401  (registers cells)
 from . import ops as _ops  # noqa: F401  (registers ops)
-from .components import CELLS, OPS, CellParams, OpParams, registry_version
+from .components import CELLS, OPS, CellParams, OpParams, RegistryUnion, registry_version
 from .neural import Neural
 from .training import Training
 
@@ -97,20 +97,6 @@ def _sync_op_entries() -> None:
                              f"in {__name__}; give the class another name")
         OP_ENTRIES[name] = entry
         globals()[entry.__name__] = entry
-
-
-class RegistryUnion:
-    """A union over a component registry, generated each time a model that holds it is built:
-    :func:`rebuild` rebuilds those models after cells or ops are registered (plugins), so that
-    validation, the JSON Schema and error messages include them."""
-
-    @classmethod
-    def annotation(cls) -> Any:  # pragma: no cover
-        raise NotImplementedError
-
-    @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
-        return handler.generate_schema(cls.annotation())
 
 
 class OpUnion(RegistryUnion):
@@ -381,7 +367,7 @@ def _keep_types(full: Any, compact: Any) -> Any:
 # ---------------------------------------------------------------- rebuilding after registration
 #: the models whose fields hold cells or ops, holders first (a model's schema embeds theirs)
 COMPONENT_HOLDERS: tuple[type[BaseModel], ...] = (
-    Area, EdgeBase, Feedforward, Lateral, Feedback, Skip, Attention, Normalization, Readout, Spec)
+    Area, EdgeBase, Feedforward, Lateral, Feedback, Skip, Attention, Normalization, Readout, Training, Spec)
 _built = {"version": registry_version()}
 
 

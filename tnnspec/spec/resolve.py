@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .diagnostics import Pos, Report, did_you_mean
-from .source import LList, LMap, read_file
+from .source import LList, LMap, note_file, read_file
 
 PARAM_REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
 MERGED_SECTIONS = ("parameters", "templates", "inputs", "areas", "readouts")
@@ -60,6 +60,7 @@ def _merge_includes(tree: LMap, report: Report, seen: tuple[str, ...]) -> LMap:
             report.error(where, "include: expected a file path (a string)")
             continue
         path = Path(tree.pos.file).parent / rel
+        note_file(path)  # watched even when missing: creating it changes the spec
         if _canonical(path) in seen:
             chain = " -> ".join(Path(s).name for s in seen + (_canonical(path),))
             report.error(where, f"include cycle: {chain}")

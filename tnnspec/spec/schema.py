@@ -12,7 +12,7 @@ import copy
 import json
 from typing import Any
 
-from .components import CELLS, OPS
+from .components import CELLS, LEARNING_RULES, OPS
 from .models import OP_ENTRIES, Spec
 
 SCHEMA_ID = "https://tnnspec.dev/schemas/tnnspec-1.1.schema.json"
@@ -78,10 +78,11 @@ def _op_shorthands(defs) -> None:
 
 
 def _name_shorthands(schema) -> None:
-    """Ops without required params may be written as a bare name; cells and schedules too."""
+    """Ops without required params may be written as a bare name; cells, learning rules and schedules too."""
     bare_ops = sorted(n for n, p in OPS.items() if not any(f.is_required() for f in p.model_fields.values()))
     op_refs = {f"#/definitions/{m.__name__}" for m in OP_ENTRIES.values()}
     cell_refs = {f"#/definitions/{c.__name__}" for c in CELLS.values()}
+    rule_refs = {f"#/definitions/{c.__name__}" for c in LEARNING_RULES.values()}
 
     def fn(node):
         alts = node.get("oneOf") or node.get("anyOf")
@@ -92,6 +93,8 @@ def _name_shorthands(schema) -> None:
             alts.append({"type": "string", "enum": bare_ops})
         elif refs and refs <= cell_refs:
             alts.append({"type": "string", "enum": sorted(CELLS)})
+        elif refs and refs <= rule_refs:
+            alts.append({"type": "string", "enum": sorted(LEARNING_RULES)})
         elif refs == {"#/definitions/Static", "#/definitions/OnOff", "#/definitions/Sequence"}:
             alts.append({"type": "string", "enum": ["static", "on_off", "sequence"]})
     _walk(schema, fn)

@@ -22,6 +22,9 @@ pass through pydantic like ordinary containers.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -336,8 +339,36 @@ def parse_text(text: str, file: str = "<string>", report: Report | None = None,
     return tree
 
 
+_FILES_READ: ContextVar[list[str] | None] = ContextVar("tnnspec_files_read", default=None)
+
+
+@contextmanager
+def files_read() -> Iterator[list[str]]:
+    """Collect the paths of the spec files read inside the block: the file itself, the files it
+    includes (at any depth) and includes that were looked for but are missing, in the order first
+    met, each once, as the loader names them. What a watcher must watch::
+
+        with files_read() as files:
+            spec, diagnostics = check_file(path)
+    """
+    files: list[str] = []
+    token = _FILES_READ.set(files)
+    try:
+        yield files
+    finally:
+        _FILES_READ.reset(token)
+
+
+def note_file(path: str | Path) -> None:
+    """Add ``path`` to the list of the enclosing :func:`files_read` block, if any."""
+    files = _FILES_READ.get()
+    if files is not None and str(path) not in files:
+        files.append(str(path))
+
+
 def read_file(path: str | Path, report: Report | None = None, version_hint: str | None = None) -> Any:
     """Read and parse a spec file; an unreadable file is a located :class:`SpecError` too."""
+    note_file(path)
     name = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")

@@ -5,9 +5,12 @@ Plain data: the trainer in :mod:`tnnspec.train` reads it; command-line options o
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from . import learning_rules as _rules  # noqa: F401  (registers the built-in learning rules)
+from .components import LEARNING_RULES, RegistryUnion
 
 
 class _Strict(BaseModel):
@@ -44,6 +47,28 @@ class Data(_Strict):
         return self
 
 
+class LearningRuleUnion(RegistryUnion):
+    """Any registered learning rule, ``{type: feedback_alignment, seed: 0}`` or its name alone."""
+
+    @classmethod
+    def annotation(cls) -> Any:
+        rules = tuple(LEARNING_RULES.values())
+        if len(rules) == 1:
+            return rules[0]
+        return Annotated[Union[rules], Field(discriminator="type")]  # type: ignore[misc]
+
+
+def _rule_from_string(value: Any) -> Any:
+    return {"type": value} if isinstance(value, str) else value
+
+
+LearningRule = Annotated[LearningRuleUnion, BeforeValidator(_rule_from_string)]
+
+
+def _backprop():
+    return LEARNING_RULES["backprop"]()
+
+
 class Training(_Strict):
     """How to train a spec: data, optimiser, loss over time, run length."""
 
@@ -59,3 +84,6 @@ class Training(_Strict):
     momentum: float = Field(0.9, ge=0, lt=1, description="momentum (sgd only)")
     grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm to this value")
     seed: int = Field(0, description="seed for data order, splits, occluders and initial weights")
+    learning_rule: LearningRule = Field(default_factory=_backprop, description=(
+        "how the loss becomes parameter updates: backprop (default), truncated, feedback_alignment, "
+        "sign_symmetry, kolen_pollack, direct_feedback_alignment or a plugin's (docs/learning_rules.md)"))

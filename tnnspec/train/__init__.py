@@ -6,6 +6,8 @@
 decoders, accuracy per step and solve times.
 :mod:`tnnspec.train.trainer` — ``train(spec, cfg, out_dir)``: checkpoints, exact resume, DDP.
 :mod:`tnnspec.train.evaluate` — ``evaluate(net, spec, dataset)``: accuracy per step and level.
+:mod:`tnnspec.train.learning_rules` — how a loss becomes updates: backprop, truncated BPTT, feedback
+alignment, sign symmetry, Kolen-Pollack, direct feedback alignment (docs/learning_rules.md).
 """
 
 from __future__ import annotations

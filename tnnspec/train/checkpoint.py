@@ -9,10 +9,13 @@ A checkpoint in ``DIR`` is:
 * ``checkpoint-<step>-<id>.safetensors`` — the network's weights (``state_dict``); its metadata
   holds the spec hash and the optimiser step, so a bare weights file still says what it is;
 * ``checkpoint-<step>-<id>.optim.safetensors`` — the optimiser's tensors (moments, ...);
+* ``checkpoint-<step>-<id>.rule.safetensors`` — the learning rule's state (feedback weights), only
+  for a rule that has one (:mod:`tnnspec.train.learning_rules`); the record names it and its rule
+  under ``learning_rule``;
 * ``checkpoint.safetensors`` — a hard link to (or, where links are unsupported, a copy of) the
   latest weights, for people and tools that open weights by that name.
 
-Saving writes the new tensor files *beside* the previous checkpoint's (each to a temporary name,
+Saving writes the new tensor files (all of them, the rule's included) *beside* the previous checkpoint's (each to a temporary name,
 flushed to disk, then renamed), then replaces ``checkpoint.json`` in one :func:`os.replace`:
 that rename is the switch. Only after it are the previous checkpoint's files removed. A process
 killed at any point leaves a ``checkpoint.json`` that names complete files: the new checkpoint
@@ -44,7 +47,7 @@ WEIGHTS = "checkpoint.safetensors"       # the latest weights under a fixed name
 OPTIM = "checkpoint.optim.safetensors"   # format-1 name of the optimiser file (read only)
 META = "checkpoint.json"
 FORMAT = 1
-_PREFIX = "checkpoint-"                  # checkpoint-<step>-<id>.safetensors / .optim.safetensors
+_PREFIX = "checkpoint-"                  # checkpoint-<step>-<id>.safetensors / .optim / .rule .safetensors
 
 
 def _stage(name: str) -> None:
@@ -177,15 +180,18 @@ def _join_optimizer(tensors: dict[str, torch.Tensor], plain: dict) -> dict:
 # ---------------------------------------------------------------- save / load
 def save_checkpoint(out_dir: str | Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
                     spec, position: dict, training: dict | None = None, rng: dict | None = None,
-                    scheduler=None, metrics: dict | None = None, extra: dict | None = None) -> Path:
+                    scheduler=None, metrics: dict | None = None, extra: dict | None = None,
+                    rule_type: str | None = None, rule_state: dict[str, torch.Tensor] | None = None) -> Path:
     """Write a complete checkpoint into ``out_dir`` beside the previous one and switch to it
-    atomically (see the module docstring); returns the path of the JSON record."""
+    atomically (see the module docstring); returns the path of the JSON record. ``rule_type`` and
+    ``rule_state``: the learning rule and its tensors (a ``.rule.safetensors`` file, written only
+    when there are any)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     digest = spec_hash(spec)
     step = str(position.get("step", 0))
     stem = f"{_PREFIX}{int(step):08d}-{secrets.token_hex(4)}"
-    weights, optim = f"{stem}.safetensors", f"{stem}.optim.safetensors"
+    weights, optim, rule_file = f"{stem}.safetensors", f"{stem}.optim.safetensors", f"{stem}.rule.safetensors"
     meta = {"spec_hash": digest, "spec_name": spec.name, "step": step, "tnnspec_version": _version()}
     _save_tensors(out / weights, dict(model.state_dict()), meta)
     _stage("weights")
@@ -194,6 +200,9 @@ def save_checkpoint(out_dir: str | Path, *, model: torch.nn.Module, optimizer: t
         tensors, opt_plain = _split_optimizer(optimizer.state_dict())
         _save_tensors(out / optim, tensors, meta)
         _stage("optimizer")
+    if rule_state:
+        _save_tensors(out / rule_file, rule_state, {**meta, "learning_rule": rule_type or ""})
+        _stage("rule")
     record = {
         "format": FORMAT,
         "tnnspec_version": _version(),
@@ -205,6 +214,8 @@ def save_checkpoint(out_dir: str | Path, *, model: torch.nn.Module, optimizer: t
         "optimizer": None if optimizer is None else {
             "type": type(optimizer).__name__, "tensors": optim, **opt_plain},
         "scheduler": None if scheduler is None else scheduler.state_dict(),
+        "learning_rule": None if rule_type is None else {
+            "type": rule_type, "tensors": rule_file if rule_state else None},
         "rng": rng if rng is not None else capture_rng(),
         "training": training,
         "metrics": metrics or {},
@@ -214,7 +225,7 @@ def save_checkpoint(out_dir: str | Path, *, model: torch.nn.Module, optimizer: t
     _stage("switch")
     _link_latest(out / weights, out / WEIGHTS)
     _stage("link")
-    _remove_stale(out, keep={weights, optim})
+    _remove_stale(out, keep={weights, optim, rule_file})
     _stage("clean")
     return out / META
 
@@ -317,9 +328,11 @@ def load_weights(model: torch.nn.Module, path: str | Path, spec=None) -> dict:
 
 
 def load_checkpoint(out_dir: str | Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
-                    spec, scheduler=None, restore_rng_states: bool = True) -> dict:
-    """Restore a full training checkpoint from ``out_dir`` (weights, optimiser, scheduler, RNG);
-    returns the JSON record (its ``position`` says where to continue)."""
+                    spec, scheduler=None, restore_rng_states: bool = True, rule=None) -> dict:
+    """Restore a full training checkpoint from ``out_dir`` (weights, optimiser, scheduler, RNG, and
+    the state of ``rule`` — a learning rule, :mod:`tnnspec.train.learning_rules` — when the
+    checkpoint was written with the same rule); returns the JSON record (its ``position`` says
+    where to continue)."""
     out = Path(out_dir)
     meta_path = out / META
     if not meta_path.is_file():
@@ -346,6 +359,13 @@ def load_checkpoint(out_dir: str | Path, *, model: torch.nn.Module, optimizer: t
             raise CheckpointError(f"checkpoint incomplete: optimiser state {opt_file} missing or not from step {step}")
         state = _join_optimizer(_read_tensors(opt_file), opt)
         optimizer.load_state_dict(state)
+    saved_rule = meta.get("learning_rule") or {}
+    if rule is not None and saved_rule.get("type") == rule.name and saved_rule.get("tensors"):
+        rule_file = out / saved_rule["tensors"]
+        if not rule_file.is_file() or weights_metadata(rule_file).get("step") != step:
+            raise CheckpointError(f"checkpoint incomplete: learning rule state {rule_file} missing or not from "
+                                  f"step {step}")
+        rule.load_state_dict(_read_tensors(rule_file))
     if scheduler is not None and meta.get("scheduler") is not None:
         scheduler.load_state_dict(meta["scheduler"])
     if restore_rng_states and meta.get("rng"):

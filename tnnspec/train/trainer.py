@@ -12,10 +12,17 @@
   gradient of the global-batch mean loss. Only rank 0 writes metrics and checkpoints.
 * **Metrics** go to ``out_dir/metrics.jsonl``, one JSON object per event (``start``, ``step``,
   ``epoch``, ``end``, ``interrupted``).
+* **Learning rules** (``training.learning_rule``, :mod:`tnnspec.train.learning_rules`): the rule
+  runs each step's forward and backward pass and may adjust updates; its state (feedback weights)
+  is checkpointed beside the weights. With ``measure_alignment``, every ``log_every``-th step
+  also computes the backprop gradient of the same batch (same dropout masks; batch-norm
+  statistics and RNG states restored, so the run is the same as without measuring) and logs the
+  angle between the two (``alignment_deg``, and ``alignment_s``, the seconds it took).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -30,6 +37,7 @@ import torch.distributed as dist
 
 from ..spec.training import Training
 from . import checkpoint as ckpt
+from . import learning_rules as rules
 from .evaluate import (DataError, Tensors, accumulate, check_classes, materialize, pick_readout, present_batch,
                        single_input, summarize, unwrap)
 
@@ -199,16 +207,35 @@ class Trainer:
             raise TrainError(f"batch size {cfg.batch_size} is smaller than the number of processes "
                              f"({self.world_size}): every process needs at least one image per step")
 
+        try:
+            self.rule = rules.build(cfg.learning_rule)
+            options = dict(network_options or {})
+            for key, value in self.rule.network_options().items():
+                if key in options and options[key] != value:
+                    raise TrainError(f"learning rule '{self.rule.name}' sets the network option {key}={value!r}, "
+                                     f"but {key}={options[key]!r} was asked for")
+                options[key] = value
+            self.rule.check(compile=compile, network_options=options, task=task)
+        except rules.LearningRuleError as exc:
+            raise TrainError(str(exc)) from None
+
         seed_everything(cfg.seed)
         # execution options of the compiled network (checkpoint, optimize=...): they change
         # memory and speed, not the model, so checkpoints stay interchangeable
-        self.net = tnnspec.compile(spec, **(network_options or {})).to(self.device)
+        self.net = tnnspec.compile(spec, **options).to(self.device)
         self.module = (task.module(self.net) if task is not None else self.net).to(self.device)
         self.model = torch.compile(self.module) if compile else self.module
-        self.params = [p for p in self.module.parameters() if p.requires_grad]
+        named = [(n, p) for n, p in self.module.named_parameters() if p.requires_grad]
+        self.param_names = [n for n, _ in named]
+        self.params = [p for _, p in named]
         if not self.params:
             raise TrainError(f"spec '{spec.name}' has no trainable parameters")
         self.optimizer = make_optimizer(self.params, cfg)
+        try:
+            self.rule.setup(self.module, self.net, readout=self.readout)
+        except rules.LearningRuleError as exc:
+            raise TrainError(str(exc)) from None
+        self.last_alignment: dict | None = None
         if task is not None:
             self.train_data = self.val_data = None
             self.T = task.steps
@@ -235,21 +262,27 @@ class Trainer:
         self.steps_per_epoch = batches_per_epoch(self.n_train, cfg.batch_size)
 
     # ------------------------------------------------------------ one step
-    def compute_gradients(self, indices: torch.Tensor) -> tuple[float, float]:
+    def compute_gradients(self, indices: torch.Tensor, rule: bool = True) -> tuple[float, float]:
         """Zero the gradients, then leave in ``.grad`` the gradient of the mean loss over the
-        global batch ``indices`` (all ranks together). Returns (global mean loss, accuracy at the
-        last step)."""
+        global batch ``indices`` (all ranks together) that the learning rule gives (``rule=False``:
+        backprop's). Returns (global mean loss, accuracy at the last step)."""
         n_global = len(indices)
         local = shard(indices, self.rank, self.world_size)
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            if self.task is not None:
-                loss, correct = self.task.loss(self.model, local)
-                correct = torch.as_tensor(float(correct))
+        learning = self.rule if rule else None
+        with learning.context() if learning is not None else contextlib.nullcontext():
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                if self.task is not None:
+                    loss, correct = self.task.loss(self.model, local)
+                    correct = torch.as_tensor(float(correct))
+                    logits = None
+                else:
+                    loss, correct, logits = self._classification_loss(local)
+            scaled = loss * (len(local) / n_global) if self.world_size > 1 else loss
+            if learning is not None:
+                learning.backward(scaled, logits)
             else:
-                loss, correct = self._classification_loss(local)
-        scaled = loss * (len(local) / n_global) if self.world_size > 1 else loss
-        scaled.backward()
+                scaled.backward()
         if self.world_size == 1:
             return float(loss.detach()), float(correct) / n_global
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
@@ -262,24 +295,59 @@ class Trainer:
             offset += g.numel()
         return float(flat[-2]), float(flat[-1]) / n_global
 
-    def _classification_loss(self, local: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _classification_loss(self, local: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = present_batch(self.spec, self.train_data.images[local], self.T).to(self.device)
         y = self.train_data.labels[local].to(self.device)
         logits = self.model(x, steps=self.steps).readouts[self.readout].float()
         from .losses import temporal_cross_entropy
 
         loss = temporal_cross_entropy(logits, y, self.weights)
-        return loss, (logits[-1].detach().argmax(-1) == y).sum()
+        return loss, (logits[-1].detach().argmax(-1) == y).sum(), logits
 
-    def step(self, indices: torch.Tensor) -> tuple[float, float]:
-        """One optimiser step on the global batch ``indices``: (loss, accuracy at the last step)."""
+    def step(self, indices: torch.Tensor, measure: bool = False) -> tuple[float, float]:
+        """One optimiser step on the global batch ``indices``: (loss, accuracy at the last step).
+        ``measure``: also measure the angle between the rule's gradient and backprop's on this
+        batch (:attr:`last_alignment`; every rank must ask at the same steps)."""
+        before = _rng_states(self.device) if measure else None
         loss, acc = self.compute_gradients(indices)
         if not math.isfinite(loss):
             raise TrainError(f"the loss is {loss}: training diverged (lower --lr, or set grad_clip)")
+        self.last_alignment = self.alignment(indices, before) if measure else None
         if self.cfg.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
+        self.rule.before_update()
         self.optimizer.step()
+        self.rule.after_update()
         return loss, acc
+
+    def alignment(self, indices: torch.Tensor, rng_before: tuple | None = None) -> dict:
+        """The angle in degrees between the gradient in ``.grad`` (the rule's, just computed on
+        ``indices``) and backprop's on the same batch, over all trained parameters
+        (``alignment_deg``) and, with the rule's ``alignment_per_layer``, per parameter tensor.
+        ``rng_before``: the RNG states the rule's pass started from (the same dropout masks);
+        leaves ``.grad``, buffers (batch-norm statistics) and RNG states as it found them."""
+        t0 = time.time()
+        ruled = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        buffers = {k: v.clone() for k, v in self.module.named_buffers()}
+        after = _rng_states(self.device)
+        if rng_before is not None:
+            _set_rng_states(self.device, rng_before)
+        try:
+            self.compute_gradients(indices, rule=False)
+            true = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        finally:
+            _set_rng_states(self.device, after)
+            with torch.no_grad():
+                for k, v in self.module.named_buffers():
+                    v.copy_(buffers[k])
+        result: dict = {"alignment_deg": rules.angle_deg(ruled, true)}
+        if self.rule.alignment_per_layer:
+            result["alignment_deg_per_layer"] = {n: rules.angle_deg([a], [b])
+                                                 for n, a, b in zip(self.param_names, ruled, true)}
+        for p, g in zip(self.params, ruled):
+            p.grad = g
+        result["alignment_s"] = round(time.time() - t0, 4)
+        return result
 
     # ------------------------------------------------------------ validation
     def validate(self) -> dict | None:
@@ -302,6 +370,17 @@ class Trainer:
 
     def batch(self, epoch: int, index: int) -> torch.Tensor:
         return global_batch(self.cfg.seed, epoch, index, self.n_train, self.cfg.batch_size)
+
+
+def _rng_states(device: torch.device) -> tuple:
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng_states(device: torch.device, states: tuple) -> None:
+    torch.set_rng_state(states[0])
+    if states[1] is not None:
+        torch.cuda.set_rng_state(states[1], device)
 
 
 def _to(data: Tensors, device) -> Tensors:
@@ -420,7 +499,15 @@ def _train(spec, cfg, out_dir, device, resume, progress, amp, compile, log_every
         if out is None:
             raise TrainError("resume needs an output directory")
         if (out / ckpt.META).is_file():
-            meta = ckpt.load_checkpoint(out, model=trainer.module, optimizer=trainer.optimizer, spec=spec)
+            try:
+                meta = ckpt.load_checkpoint(out, model=trainer.module, optimizer=trainer.optimizer, spec=spec,
+                                            rule=trainer.rule)
+            except rules.LearningRuleError as exc:
+                raise TrainError(str(exc)) from None
+            trained_with = (meta.get("learning_rule") or {}).get("type", "backprop")
+            if trained_with != trainer.rule.name:
+                say(f"warning: the checkpoint was trained with learning rule '{trained_with}', resuming with "
+                    f"'{trainer.rule.name}' (its state starts afresh)")
             _apply_settings(trainer.optimizer, cfg)
             position.update(meta["position"])
             resumed_from = position["step"]
@@ -454,7 +541,8 @@ def _train(spec, cfg, out_dir, device, resume, progress, amp, compile, log_every
                              position=dict(position), training=cfg.model_dump(mode="json"),
                              rng=rng if rng is not None else ckpt.capture_rng(),
                              metrics={"val": last_val, "reason": reason},
-                             extra={"world_size": trainer.world_size})
+                             extra={"world_size": trainer.world_size},
+                             rule_type=trainer.rule.name, rule_state=trainer.rule.state_dict())
 
     def done() -> bool:
         return (cfg.max_steps is not None and position["step"] >= cfg.max_steps) or position["epoch"] >= cfg.epochs
@@ -471,7 +559,8 @@ def _train(spec, cfg, out_dir, device, resume, progress, amp, compile, log_every
                 while position["batch"] < trainer.steps_per_epoch and not done():
                     boundary_rng = ckpt.capture_rng()
                     indices = trainer.batch(epoch, position["batch"])
-                    loss, acc = trainer.step(indices)
+                    measure = trainer.rule.measures_alignment and (position["step"] + 1) % log_every == 0
+                    loss, acc = trainer.step(indices, measure=True) if measure else trainer.step(indices)
                     position["batch"] += 1
                     position["step"] += 1
                     position["epoch_loss"] += loss * len(indices)
@@ -481,7 +570,7 @@ def _train(spec, cfg, out_dir, device, resume, progress, amp, compile, log_every
                     if position["step"] % log_every == 0:
                         log.write("step", epoch=epoch, batch=position["batch"], step=position["step"], loss=loss,
                                   acc=acc, lr=trainer.optimizer.param_groups[0]["lr"],
-                                  time=round(time.time() - t0, 3))
+                                  time=round(time.time() - t0, 3), **(trainer.last_alignment or {}))
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix(loss=f"{loss:.4f}", **({} if trainer.task else {"acc": f"{acc:.3f}"}))
