@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from checkpoint_helpers import assert_same_checkpoint
+from ddp_helpers import one_thread  # noqa: F401  (an autouse fixture)
 from safetensors.torch import load_file
 
 import tnnspec
@@ -74,14 +75,6 @@ training:
   lr: 0.01
 """
 FEEDBACK_RULES = ("feedback_alignment", "sign_symmetry", "kolen_pollack", "direct_feedback_alignment")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

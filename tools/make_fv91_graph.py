@@ -30,15 +30,15 @@ Rules (also written into the generated file and docs/zoo/macaque.md):
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 from collections import Counter
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import graph_generator  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-REPO_DATA = ROOT / "data" / "macaque" / "negyessy2006"
-SHARED_DATA = ROOT.parent / "shared" / "data" / "macaque" / "negyessy2006"
 OUT = ROOT / "graphs" / "macaque_fv91.yaml"
 NODES = "negyessy2006_macaque_visuotactile_nodes.csv"
 EDGES = "negyessy2006_macaque_visuotactile_edges.csv"
@@ -75,10 +75,6 @@ CHANNELS = 8
 IMAGE = 32          # image side; every area is a CHANNELS x IMAGE/2 x IMAGE/2 map
 STEPS = 10
 READOUT_AREA = "AITv"
-
-
-def default_data() -> Path:
-    return REPO_DATA if REPO_DATA.is_dir() else SHARED_DATA
 
 
 def read_graph(data: Path) -> tuple[list[str], list[tuple[str, str]]]:
@@ -165,21 +161,7 @@ def build(data: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=None,
-                        help=f"folder with the negyessy2006 CSVs (default: {REPO_DATA.relative_to(ROOT)}, "
-                             "else ../shared/data/macaque/negyessy2006)")
-    parser.add_argument("--out", type=Path, default=OUT, help="the graph file to write")
-    parser.add_argument("--check", action="store_true", help="compare with --out instead of writing it")
-    args = parser.parse_args(argv)
-    text = build(args.data or default_data())
-    if args.check:
-        same = args.out.is_file() and args.out.read_text() == text
-        print(f"{args.out}: {'up to date' if same else 'differs from the data; run without --check'}")
-        return 0 if same else 1
-    args.out.write_text(text)
-    print(f"wrote {args.out}")
-    return 0
+    return graph_generator.run(__doc__, build, "negyessy2006", OUT, argv)
 
 
 if __name__ == "__main__":

@@ -27,15 +27,15 @@ Rules (also written into the generated file and docs/zoo/macaque.md):
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import graph_generator  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-REPO_DATA = ROOT / "data" / "macaque" / "markov2014"
-SHARED_DATA = ROOT.parent / "shared" / "data" / "macaque" / "markov2014"
 OUT = ROOT / "graphs" / "macaque_markov2014.yaml"
 
 # area -> group (names as in the data; FEF = 8l + 8m, posterior IT = TEO, IT = TEpd, PFC = 46d)
@@ -51,10 +51,6 @@ CHANNELS = 8
 IMAGE = 32          # image side; every area is a CHANNELS x IMAGE/2 x IMAGE/2 map
 STEPS = 10
 READOUT_AREA = "TEpd"
-
-
-def default_data() -> Path:
-    return REPO_DATA if REPO_DATA.is_dir() else SHARED_DATA
 
 
 def read_matrix(path: Path) -> dict[str, dict[str, float]]:
@@ -167,21 +163,7 @@ def build(data: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=None,
-                        help=f"folder with the markov2014 CSVs (default: {REPO_DATA.relative_to(ROOT)}, "
-                             "else ../shared/data/macaque/markov2014)")
-    parser.add_argument("--out", type=Path, default=OUT, help="the graph file to write")
-    parser.add_argument("--check", action="store_true", help="compare with --out instead of writing it")
-    args = parser.parse_args(argv)
-    text = build(args.data or default_data())
-    if args.check:
-        same = args.out.is_file() and args.out.read_text() == text
-        print(f"{args.out}: {'up to date' if same else 'differs from the data; run without --check'}")
-        return 0 if same else 1
-    args.out.write_text(text)
-    print(f"wrote {args.out}")
-    return 0
+    return graph_generator.run(__doc__, build, "markov2014", OUT, argv)
 
 
 if __name__ == "__main__":
