@@ -119,3 +119,5 @@ def test_solve_times():
                    [1, 1, 0, 0, 1]])
     st = solve_times(logits, labels)
     assert st.dtype == torch.int64 and st.tolist() == [2, 0, -1, -1, 3]
+    # the same from decoded classes (int8, as the occlusion experiment keeps them)
+    assert solve_times(logits.argmax(-1).to(torch.int8), labels.to(torch.int8)).tolist() == [2, 0, -1, -1, 3]

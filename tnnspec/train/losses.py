@@ -127,9 +127,14 @@ def accuracy_per_step(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
 
 def solve_times(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per image ``[B]`` int64: the first step t such that the argmax prediction is correct at
-    every step >= t; −1 if it is wrong at the last step."""
-    _check_logits(logits)
-    T = logits.shape[0]
-    correct = (logits.detach().argmax(-1) == labels.to(logits.device)[None]).long()    # [T, B]
+    every step >= t; −1 if it is wrong at the last step. ``logits`` are ``[T, B, C]`` logits, or
+    ``[T, B]`` integer predictions (the decoded classes, when the logits were not kept)."""
+    if logits.dim() == 2 and not logits.is_floating_point():
+        pred = logits
+    else:
+        _check_logits(logits)
+        pred = logits.detach().argmax(-1)
+    T = pred.shape[0]
+    correct = (pred.long() == labels.to(pred.device).long()[None]).long()               # [T, B]
     trailing = correct.flip(0).cumprod(0).sum(0)                                       # correct run at the end
     return torch.where(trailing > 0, T - trailing, torch.full_like(trailing, -1))
