@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium (browser tests of tnnspec view)"; \
 	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium) >/dev/null 2>&1 || \
 	  echo "warning: could not install chromium; the browser tests of tnnspec view will be skipped"; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "installing postgresql (server for the search storage tests)"; \
+	  (apt-get update -qq && apt-get install -y -qq postgresql) >/dev/null 2>&1 || \
+	  echo "warning: could not install postgresql; the PostgreSQL test of tnnspec search will be skipped"; }
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)

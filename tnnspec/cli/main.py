@@ -11,8 +11,10 @@ from ..api import check_file
 from ..plugins import PluginError
 from ..spec.components import BuilderError
 from ..spec.diagnostics import Diagnostic, SpecError
+from .argtypes import at_least_one
 from .fit import add_compare_parser, add_fit_parser
 from .interop import add_import_parser
+from .search import add_search_parser
 from .train import add_evaluate_parser, add_train_parser
 from .upgrade import add_upgrade_parser
 from .view import add_view_parser
@@ -134,16 +136,6 @@ def _non_negative(text: str) -> float:
     return value
 
 
-def _at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
-    return value
-
-
 def cmd_render(args) -> int:
     from .. import render
 
@@ -232,12 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--detail", action="store_true", help="add channels, size and cell to each area")
     r.add_argument("--min-weight", type=_non_negative, default=None, metavar="W",
                    help="hide edges whose |weight| is below W (edges from inputs stay)")
-    r.add_argument("--top-k", type=_at_least_one, default=None, metavar="K",
+    r.add_argument("--top-k", type=at_least_one, default=None, metavar="K",
                    help="keep only the K strongest incoming edges of each area (edges from inputs stay)")
     r.add_argument("--layout", choices=("auto", "dot", "rows"), default=None,
                    help="'rows': levels as rows, groups as column bands; 'dot': graphviz ranks; "
                         "'auto' (default): rows above 8 areas or with fractional levels")
-    r.add_argument("--rows", type=_at_least_one, default=None, metavar="N",
+    r.add_argument("--rows", type=at_least_one, default=None, metavar="N",
                    help="bin the levels into at most N rows (implies --layout rows)")
     r.add_argument("--weight-scale", choices=("auto", "linear", "log"), default=None,
                    help="line width by weight: 'auto' (default) is log when weights span over 1.5 decades")
@@ -267,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_import_parser(sub)
     add_upgrade_parser(sub)
     add_view_parser(sub)
+    add_search_parser(sub)
     return p
 
 

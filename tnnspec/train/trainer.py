@@ -30,6 +30,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -456,7 +457,8 @@ def _progress(enabled: bool, **kw):
 def train(spec, cfg: Training | None = None, out_dir: str | Path | None = "runs", device="cpu",
           resume: bool = False, progress: bool = True, *, amp: bool = False, compile: bool = False,
           log_every: int = 1, checkpoint_every: int | None = None, dataset=None, val_dataset=None,
-          steps: int | None = None, network_options: dict | None = None, task: Task | None = None) -> dict:
+          steps: int | None = None, network_options: dict | None = None, task: Task | None = None,
+          on_epoch: Callable[[int, dict], None] | None = None) -> dict:
     """Train ``spec`` with ``cfg`` (default: the spec's ``training:`` section) and return the final
     metrics. Writes ``out_dir/metrics.jsonl`` and a crash-safe checkpoint (``checkpoint.json``,
     the tensor files it names, ``checkpoint.safetensors``: see :mod:`tnnspec.train.checkpoint`)
@@ -465,18 +467,21 @@ def train(spec, cfg: Training | None = None, out_dir: str | Path | None = "runs"
     no validation). ``out_dir=None`` writes nothing. ``network_options`` go to
     :func:`tnnspec.compile` (e.g. ``{"checkpoint": "recursive"}`` for long unrolls). Under
     torchrun, runs data-parallel. ``task`` (a :class:`Task`) trains something other than the
-    spec's classification readout (e.g. :mod:`tnnspec.neural.dynamics`)."""
+    spec's classification readout (e.g. :mod:`tnnspec.neural.dynamics`). ``on_epoch(epoch, metrics)``
+    is called after each epoch's validation and checkpoint with the epoch's metrics event (as
+    written to metrics.jsonl); an exception it raises stops training and propagates (the search
+    prunes trials this way)."""
     device, created = init_distributed(device)
     try:
         return _train(spec, cfg, out_dir, device, resume, progress, amp, compile, log_every,
-                      checkpoint_every, dataset, val_dataset, steps, network_options, task)
+                      checkpoint_every, dataset, val_dataset, steps, network_options, task, on_epoch)
     finally:
         if created:
             dist.destroy_process_group()
 
 
 def _train(spec, cfg, out_dir, device, resume, progress, amp, compile, log_every, checkpoint_every,
-           dataset, val_dataset, steps, network_options, task=None) -> dict:
+           dataset, val_dataset, steps, network_options, task=None, on_epoch=None) -> dict:
     t0 = time.time()
     if resume and out_dir is not None and (Path(out_dir) / ckpt.META).is_file():  # refuse early, before the data
         ckpt.check_spec(ckpt.read_meta(Path(out_dir) / ckpt.META).get("spec_hash"), spec, Path(out_dir) / ckpt.META)
@@ -602,6 +607,8 @@ def _train(spec, cfg, out_dir, device, resume, progress, amp, compile, log_every
                     epochs_bar.set_postfix(loss=f"{event['train_loss']:.4f}",
                                            **{k: f"{v:.3f}" for k, v in list(shown.items())[:2]})
                 save("epoch")
+                if on_epoch is not None:
+                    on_epoch(epoch, event)
     except KeyboardInterrupt:
         save("interrupted", rng=boundary_rng)
         log.write("interrupted", epoch=position["epoch"], step=position["step"])
