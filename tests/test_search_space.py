@@ -422,3 +422,14 @@ def test_not_a_mapping_and_unsafe_yaml(tmp_path):
         loads_space("- a\n- b\n")
     with pytest.raises(SpecError, match="'!!python/object:os.system' is not allowed"):
         loads_space(f'tnnspec_search: "1"\ngraph: {VENTRAL4}\nname: !!python/object:os.system x\n')
+
+
+def test_docs_example_space_is_valid():
+    """docs/examples/search/search_space.yaml (the ventral4 family search of docs/search.md) loads,
+    and its default trial graph is the example graph with every edge present."""
+    root = Path(__file__).resolve().parents[1]
+    space = load_space(root / "docs" / "examples" / "search" / "search_space.yaml")
+    assert [o.metric for o in space.objectives] == ["occlusion_accuracy", "flops"]
+    assert len(space.value_names) == 11
+    tg = space.materialise(space.default_values())
+    assert len(tg.spec.edges) == 10 and {a.cell.type for a in tg.spec.areas.values()} == {"identity"}

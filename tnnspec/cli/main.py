@@ -56,8 +56,8 @@ def cmd_docs(args) -> int:
 
     load_plugins()
     origin = args.only
-    if origin is not None and not docgen.names("cell", origin) and not docgen.names("op", origin):
-        print(f"error: no cells or ops are registered by '{origin}'", file=sys.stderr)
+    if origin is not None and not any(docgen.names(kind, origin) for kind in ("cell", "op", "learning_rule")):
+        print(f"error: no cells, ops or learning rules are registered by '{origin}'", file=sys.stderr)
         return 1
     if not args.update:
         sys.stdout.write(docgen.reference(origin))
@@ -91,7 +91,7 @@ def cmd_plugins(args) -> int:
         print(f"plugins are disabled ({DISABLE_ENV} is set)")
         return 0
     if not found:
-        print("no plugins installed (no 'tnnspec.cells' or 'tnnspec.ops' entry points)")
+        print("no plugins installed (no 'tnnspec.cells', 'tnnspec.ops' or 'tnnspec.learning_rules' entry points)")
         return 0
     for p in found:
         what = f"error: {p.error}" if p.error else (", ".join(p.components) or "registers nothing new")
@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", required=True, metavar="OUT.safetensors")
     c.set_defaults(fn=cmd_convert_weights)
 
-    d = sub.add_parser("docs", help="the cells and ops reference (plugins' included), generated from the registry")
+    d = sub.add_parser("docs", help="the cells, ops and learning rules reference (plugins' included), generated from the registry")
     d.add_argument("--only", metavar="PACKAGE", help="only the components of this package ('tnnspec': the built-ins)")
     d.add_argument("--update", nargs="+", metavar="FILE",
                    help="rewrite the generated blocks (<!-- BEGIN tnnspec docs: ... -->) in these Markdown files")
