@@ -273,11 +273,19 @@ def test_port_in_use_and_missing_file_are_clear_errors(capsys):
     assert "error: no/such/file.yaml: no such file" in capsys.readouterr().err
 
 
-def test_ctrl_c_stops_the_server_cleanly(tmp_path):
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_the_server_cleanly(tmp_path, sig):
+    """Also when started with SIGINT ignored, as a background job of a non-interactive shell
+    starts its children (Python then keeps it ignored unless the program sets it)."""
     path = tmp_path / "ventral4.yaml"
     write(path, VENTRAL4.read_text())
     proc = subprocess.Popen([sys.executable, "-m", "tnnspec", "view", str(path), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            preexec_fn=_ignore_sigint)
     try:
         url = None
         deadline = time.monotonic() + 90
@@ -289,7 +297,7 @@ def test_ctrl_c_stops_the_server_cleanly(tmp_path):
             url = m and int(m.group(1))
         assert url, f"no URL printed; stderr: {proc.stderr.read() if proc.poll() is not None else ''}"
         assert get(url, "/")[0] == 200
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)  # generous: a loaded machine, not a timing test
     finally:
         if proc.poll() is None:

@@ -27,7 +27,7 @@ def add_view_parser(sub) -> None:
         "(pan/zoom, details of areas and edges on hover), the summary table, the plan and every "
         "diagnostic. The page updates within a second of each save of FILE or of a file it includes; "
         "while the file has errors the pictures stay at the last valid version. Only this machine can "
-        "connect. Ctrl-C stops the server."))
+        "connect. Ctrl-C (or SIGTERM) stops the server."))
     v.add_argument("file", metavar="FILE")
     v.add_argument("--port", type=_port, default=DEFAULT_PORT, metavar="N",
                    help=f"port on 127.0.0.1 (default {DEFAULT_PORT}; 0: any free port)")
@@ -36,8 +36,23 @@ def add_view_parser(sub) -> None:
     v.set_defaults(fn=cmd_view)
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM stop the server cleanly. SIGINT is set explicitly: a process
+    started from a background job of a non-interactive shell inherits SIGINT ignored, and Python
+    then leaves it ignored, so Ctrl-C forwarded to it (or a test's SIGINT) would do nothing."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, stop)
+
+
 def cmd_view(args) -> int:
     from ..view.server import HOST, ViewServer
+
+    _stop_on_signals()
 
     if not Path(args.file).is_file():
         what = "is a directory, not a spec file" if Path(args.file).is_dir() else "no such file"
