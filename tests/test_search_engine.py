@@ -307,3 +307,37 @@ def test_on_epoch_is_called_after_each_validation_and_its_exception_propagates(t
     assert [(e, k) for e, _, k in seen] == [(0, 0), (1, 1)]
     assert all(0 <= acc <= 1 for _, acc, _ in seen)
     assert (tmp_path / "run" / "checkpoint.json").is_file()  # the epoch's checkpoint came first
+
+
+FLOPS_GRAPH = """
+tnnspec: "1.1"
+name: flops_probe
+time: {dt_ms: 10, steps: 3, default_delay: sweep}
+inputs:
+  image: {shape: [1, 16, 16]}
+parameters:
+  k: 3
+areas:
+  A: {level: 1, channels: 8}
+edges:
+  - {type: feedforward, source: image, target: A, transform: [{conv: {kernel: $k}}]}
+  - {type: lateral, source: A, target: A, transform: [{conv: {kernel: $k, bias: false}}]}
+readouts:
+  logits: {source: A, head: [{pool: avg}, {linear: 10}]}
+"""
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_flops_are_the_plans_convolutions_and_linear_layers(k):
+    """2 FLOPs per multiply-add (torch's FlopCounterMode convention), counted by hand: the bottom-up
+    conv at every step, the lateral conv from step 1 on (absent at t = 0), the readout at every
+    step; the speed passes (oneDNN-packed convolutions, hoisting) must not change the count."""
+    import tnnspec
+    from tnnspec.search.objectives import count_flops
+
+    spec = tnnspec.loads(FLOPS_GRAPH.replace("k: 3", f"k: {k}"))
+    hw, steps = 16 * 16, 3
+    bottom_up = 2 * 1 * 8 * k * k * hw
+    lateral = 2 * 8 * 8 * k * k * hw
+    readout = 2 * 8 * 10
+    assert count_flops(spec) == steps * bottom_up + (steps - 1) * lateral + steps * readout

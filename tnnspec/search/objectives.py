@@ -12,8 +12,8 @@ A trial goes through these stages (:class:`TrialObjective`):
    of a batch of one image over *all* steps of the unroll, with
    ``torch.utils.flop_counter.FlopCounterMode`` (it counts matrix products: convolutions,
    linear layers, matmuls — 2 per multiply-add; elementwise ops, norms and activations are not
-   counted), measured on a second call (the first call of a compiled network may do one-off
-   work). A trial over ``max_params`` or ``max_flops`` is *pruned* (user attribute
+   counted), measured on a second call of the plain interpreter (``optimize="none"``: the
+   speed passes change what the counter sees, e.g. oneDNN-packed convolutions go uncounted). A trial over ``max_params`` or ``max_flops`` is *pruned* (user attribute
    ``pruned_reason``), not failed: a pruned trial counts towards the budget and tells the
    sampler that region is unwanted, while a failed one is ignored by the samplers and would not
    count, so a space mostly over the limits would never finish.
@@ -62,21 +62,24 @@ def count_params(net) -> int:
     return int(sum(p.numel() for p in net.parameters()))
 
 
-def count_flops(net, steps: int | None = None) -> float:
-    """FLOPs of one forward pass of a batch of one over all ``steps`` (default: the spec's)."""
+def count_flops(spec, steps: int | None = None) -> float:
+    """FLOPs of one forward pass of a batch of one over all ``steps`` (default: the spec's), as the
+    plain interpreter runs the plan (``optimize="none"``). Counted there because the speed passes
+    change what the counter sees, not what the model computes: a convolution packed for oneDNN is
+    not an ``aten.convolution`` and would go uncounted (with the default passes, a k = 5 variant
+    of a graph counted fewer FLOPs than its k = 3 variant), and the hoist pass's savings depend
+    on the input. Weights do not matter: a fresh network is counted."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    import tnnspec
+
+    net = tnnspec.compile(spec, optimize="none").eval()
     x = net.example_inputs(batch_size=1, steps=steps)
-    was = net.training
-    net.eval()
-    try:
-        with torch.no_grad():
-            net(x, steps=steps)  # a warm-up call: the first call of a network may do one-off work
-            with FlopCounterMode(display=False) as counter:
-                net(x, steps=steps)
-    finally:
-        net.train(was)
+    with torch.no_grad():
+        net(x, steps=steps)  # a warm-up call: the first call may run one-off feature probes
+        with FlopCounterMode(display=False) as counter:
+            net(x, steps=steps)
     return float(counter.get_total_flops())
 
 
@@ -242,7 +245,7 @@ class TrialObjective:
 
         net = tnnspec.compile(spec)
         record("params", count_params(net))
-        record("flops", count_flops(net))
+        record("flops", count_flops(spec))
         limits = dict(getattr(space, "constraints", None) or {})
         for key, metric in (("max_params", "params"), ("max_flops", "flops")):
             limit = limits.get(key)
